@@ -1,0 +1,16 @@
+"""escape: how optimizers move through loss landscapes.
+
+Public API by re-export: implementation lives in private modules; the names below are what users touch.
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from . import landscapes as landscapes
+from . import optim as optim
+from . import simulate as simulate
+from . import stats as stats
+
+try:
+    __version__ = _version("escape")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0+unknown"
