@@ -1,0 +1,165 @@
+"""Adai: adaptive inertia (Xie et al., ICML 2022, Algorithm 2), as an optax transformation.
+
+The official reference is ``adai_optim/adai.py`` in github.com/zeke-xie/adaptive-inertia-adai; see
+``docs/api/optim.md`` for the update rule, the conventions, and how this port differs at the edges.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, ArrayLike
+
+from ._validate import check_choice, check_interval, check_learning_rate, check_nonnegative, check_positive
+
+
+class ScaleByAdaiState(NamedTuple):
+    """State of [`escape.optim.scale_by_adai`][].
+
+    Attributes:
+        count: number of updates done so far, shape ``()``, int32.
+        mu: first moment ``m`` (the momentum buffer), one array per parameter.
+        nu: second moment ``v`` (EMA of squared gradients, not bias-corrected).
+        beta1_prod: elementwise running product ``P`` of the adaptive inertia ``beta1``; starts at 1.
+    """
+
+    count: Array
+    mu: optax.Updates
+    nu: optax.Updates
+    beta1_prod: optax.Updates
+
+
+def _state_dtype(dtype: jnp.dtype) -> jnp.dtype:
+    """Accumulator dtype: the parameter's dtype, promoted to at least float32.
+
+    In bfloat16 the inertia bound ``1 - eps = 0.999`` rounds to exactly 1, so ``P`` would stay 1 and the
+    bias correction ``m / (1 - P)`` would be 0/0; the state therefore never drops below float32.
+    """
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _check_adai_args(owner: str, beta0, beta2, eps) -> None:
+    check_positive(owner, "beta0", beta0)
+    check_interval(owner, "beta2", beta2, 0.0, 1.0, closed_low=True, closed_high=False)
+    check_interval(owner, "eps", eps, 0.0, 1.0, closed_low=False, closed_high=False)
+
+
+def scale_by_adai(
+    beta0: ArrayLike = 0.1,
+    beta2: ArrayLike = 0.99,
+    eps: ArrayLike = 1e-3,
+) -> optax.GradientTransformation:
+    r"""Rescale updates by the Adai algorithm (adaptive inertia), without learning rate or weight decay.
+
+    With ``g`` the incoming updates and ``t`` the 1-based step,
+
+    ```
+    v      <- beta2 v + (1 - beta2) g^2                  v_hat = v / (1 - beta2^t)
+    v_bar  = mean of v_hat over every element of every leaf   (one scalar)
+    beta1  = clip(1 - beta0 v_hat / v_bar, 0, 1 - eps)        (elementwise)
+    m      <- beta1 m + (1 - beta1) g                    P <- P beta1
+    output = m / (1 - P)
+    ```
+
+    See [`escape.optim.adai`][] for the full optimizer.
+
+    Args:
+        beta0: scale of the adaptive inertia, ``> 0``.
+        beta2: decay rate of the second-moment EMA, in ``[0, 1)``.
+        eps: inertia bound, ``beta1 <= 1 - eps``, in ``(0, 1)``.
+
+    Returns:
+        An `optax.GradientTransformation` whose state is a [`escape.optim.ScaleByAdaiState`][]. The
+        state is kept in at least float32; the output has the dtype of the incoming updates.
+    """
+    _check_adai_args("scale_by_adai", beta0, beta2, eps)
+
+    def init_fn(params):
+        zeros = lambda p: jnp.zeros(jnp.shape(p), _state_dtype(jnp.result_type(p)))
+        ones = lambda p: jnp.ones(jnp.shape(p), _state_dtype(jnp.result_type(p)))
+        return ScaleByAdaiState(
+            count=jnp.zeros([], jnp.int32),
+            mu=jax.tree.map(zeros, params),
+            nu=jax.tree.map(zeros, params),
+            beta1_prod=jax.tree.map(ones, params),
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        count = optax.safe_increment(state.count)
+        if not jax.tree.leaves(state.nu):  # nothing to optimize (structure, not a hyperparameter value)
+            return updates, state._replace(count=count)
+        # Hyperparameters may arrive as low-precision arrays (inject_hyperparams casts them to the
+        # parameters' dtype): do all arithmetic in each leaf's state dtype.
+        cast = lambda x, like: jnp.asarray(x, like.dtype)
+
+        def second_moment(g, v):
+            b2 = cast(beta2, v)
+            return b2 * v + (1 - b2) * jnp.square(g.astype(v.dtype))
+
+        nu = jax.tree.map(second_moment, updates, state.nu)
+        v_hat = jax.tree.map(lambda v: v / (1 - cast(beta2, v) ** count), nu)
+        # v_bar: one scalar over the whole model, sum of per-leaf sums over the total element count.
+        leaves = jax.tree.leaves(v_hat)
+        v_bar = sum(jnp.sum(v) for v in leaves) / sum(jnp.size(v) for v in leaves)
+        # v_bar = 0 only if every gradient so far was exactly 0; then v_hat = v_bar everywhere and the
+        # ratio is taken as 1 (the official code returns 0/0 = NaN there).
+        positive = v_bar > 0
+        safe_v_bar = jnp.where(positive, v_bar, 1)
+
+        def inertia(v):
+            ratio = jnp.where(positive, v / safe_v_bar.astype(v.dtype), 1)
+            return jnp.clip(1 - cast(beta0, v) * ratio, 0, 1 - cast(eps, v))
+
+        beta1 = jax.tree.map(inertia, v_hat)
+        mu = jax.tree.map(lambda g, m, b: b * m + (1 - b) * g.astype(m.dtype), updates, state.mu, beta1)
+        beta1_prod = jax.tree.map(lambda p, b: p * b, state.beta1_prod, beta1)
+        new_updates = jax.tree.map(lambda g, m, p: (m / (1 - p)).astype(g.dtype), updates, mu, beta1_prod)
+        return new_updates, ScaleByAdaiState(count=count, mu=mu, nu=nu, beta1_prod=beta1_prod)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adai(
+    learning_rate: optax.ScalarOrSchedule,
+    beta0: ArrayLike = 0.1,
+    beta2: ArrayLike = 0.99,
+    eps: ArrayLike = 1e-3,
+    weight_decay: ArrayLike = 0.0,
+    decoupled: bool = False,
+) -> optax.GradientTransformation:
+    r"""Adai (adaptive inertia), with L2 or decoupled ("AdaiW") weight decay.
+
+    One step, with ``lambda = weight_decay`` and ``eta = learning_rate``:
+
+    - L2 (``decoupled=False``): ``g <- g + lambda theta``, then the [`escape.optim.scale_by_adai`][]
+      step ``theta <- theta - eta m / (1 - P)``; the decay enters both ``m`` and ``v``.
+    - decoupled (``decoupled=True``): ``theta <- theta (1 - eta lambda) - eta m / (1 - P)`` with
+      ``m``, ``v`` built from the raw gradient.
+
+    Hyperparameters are never branched on by value, so ``optax.inject_hyperparams(adai)(...)`` gives
+    the same updates. Pass ``params`` to ``update`` (the weight decay needs them).
+
+    Args:
+        learning_rate: ``eta``, a number ``> 0`` or an optax schedule.
+        beta0: scale of the adaptive inertia, ``> 0``.
+        beta2: decay rate of the second-moment EMA, in ``[0, 1)``.
+        eps: inertia bound, ``beta1 <= 1 - eps``, in ``(0, 1)``.
+        weight_decay: ``lambda >= 0``.
+        decoupled: a Python bool; ``True`` gives AdaiW.
+
+    Returns:
+        An `optax.GradientTransformation` (an `optax.chain`).
+
+    Raises:
+        ValueError: if a concrete hyperparameter is out of range (schedules and arrays are not checked).
+    """
+    check_learning_rate("adai", learning_rate)
+    _check_adai_args("adai", beta0, beta2, eps)
+    check_nonnegative("adai", "weight_decay", weight_decay)
+    check_choice("adai", "decoupled", decoupled, (False, True))
+    decay = optax.add_decayed_weights(weight_decay)
+    scale = scale_by_adai(beta0=beta0, beta2=beta2, eps=eps)
+    steps = (scale, decay) if decoupled else (decay, scale)
+    return optax.chain(*steps, optax.scale_by_learning_rate(learning_rate))

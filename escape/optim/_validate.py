@@ -1,0 +1,59 @@
+"""Construction-time checks of optimizer hyperparameters.
+
+Only concrete Python (or NumPy) numbers are checked. Schedules (callables) and JAX arrays pass through
+unchecked: ``optax.inject_hyperparams`` calls the factories again with (possibly traced) arrays inside
+``update``, where a Python comparison would either fail or force a recompilation.
+"""
+
+import numbers
+from typing import Any
+
+
+def is_concrete_number(value: Any) -> bool:
+    """Whether ``value`` is a plain real number (Python or NumPy scalar), hence checkable now."""
+    return isinstance(value, numbers.Real)
+
+
+def check_positive(owner: str, name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value > 0`` (skipped for schedules and arrays)."""
+    if is_concrete_number(value) and not value > 0:
+        raise ValueError(f"{owner}: {name} must be > 0, got {value!r}")
+
+
+def check_nonnegative(owner: str, name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value >= 0`` (skipped for schedules and arrays)."""
+    if is_concrete_number(value) and not value >= 0:
+        raise ValueError(f"{owner}: {name} must be >= 0, got {value!r}")
+
+
+def check_interval(
+    owner: str, name: str, value: Any, low: float, high: float, *, closed_low: bool, closed_high: bool
+) -> None:
+    """Raise ``ValueError`` unless ``value`` lies in the interval from ``low`` to ``high``.
+
+    Args:
+        owner: the factory being built, first word of the message (e.g. ``"adai"``).
+        name: the argument's name.
+        value: the argument's value; skipped unless a concrete number.
+        low, high: the bounds.
+        closed_low, closed_high: whether each bound belongs to the interval.
+    """
+    if not is_concrete_number(value):
+        return
+    above = value >= low if closed_low else value > low
+    below = value <= high if closed_high else value < high
+    if not (above and below):  # also catches NaN
+        interval = f"{'[' if closed_low else '('}{low:g}, {high:g}{']' if closed_high else ')'}"
+        raise ValueError(f"{owner}: {name} must be in {interval}, got {value!r}")
+
+
+def check_learning_rate(owner: str, value: Any) -> None:
+    """A learning rate is a schedule (unchecked) or a number ``> 0``."""
+    if not callable(value):
+        check_positive(owner, "learning_rate", value)
+
+
+def check_choice(owner: str, name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices`` (a structural, static option)."""
+    if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
+        raise ValueError(f"{owner}: {name} must be one of {choices}, got {value!r}")
