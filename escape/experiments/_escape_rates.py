@@ -1,0 +1,243 @@
+"""The escape-rate experiment (paper Fig. 6): rates against sharpness for several optimizers.
+
+Config sections: ``[landscape]`` (registry name and parameters; ``sharpness`` is swept), ``[run]``
+(batch size, particles, horizon, the sharpness list, mode), ``[optimizers.LABEL]`` (``optimizer`` name
+from ``escape.optim`` plus its hyperparameters; optional ``batch_size`` / ``max_steps`` per optimizer),
+``[fit]`` (prefactor term and the quasi-equilibrium window). Every (optimizer, k) cell is one call of
+:func:`escape.simulate.escape_times` with a key derived from (seed, label, k) only, so cells can run in
+any order, and each finished cell is written atomically: an interrupted run resumes where it stopped
+and produces the same ``results.csv``.
+"""
+
+import io
+import json
+import zlib
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .. import stats
+from ..landscapes import make_landscape
+from ..optim import make_optimizer
+from ..simulate import escape_times
+from ._config import ConfigError
+from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text, manifest
+
+RESULT_COLUMNS = [
+    "optimizer", "algorithm", "sharpness", "learning_rate", "batch_size", "rate", "rate_lower", "rate_upper",
+    "paper_rate", "paper_lower", "paper_upper", "particles", "escapes", "censored", "diverged",
+    "mean_escape_time", "ks_pvalue", "steps_run", "barrier", "hessian_min", "in_window",
+]
+_RUN_KEYS = {"batch_size", "n_particles", "max_steps", "chunk_size", "sharpness", "mode"}
+_FIT_KEYS = {"prefactor", "min_mean_steps", "max_mean_steps", "bootstrap"}
+
+
+def validate(config: dict) -> None:
+    """Check an escape-rate config; one-line ConfigError naming the offending key."""
+    for section in ("landscape", "run", "optimizers"):
+        if not isinstance(config.get(section), dict):
+            raise ConfigError(f"config: missing section [{section}]")
+    run = config["run"]
+    for k in run:
+        if k not in _RUN_KEYS:
+            raise ConfigError(f"config: unknown key run.{k} (accepted: {', '.join(sorted(_RUN_KEYS))})")
+    for k in config.get("fit", {}):
+        if k not in _FIT_KEYS:
+            raise ConfigError(f"config: unknown key fit.{k} (accepted: {', '.join(sorted(_FIT_KEYS))})")
+    if run.get("mode", "discrete") != "discrete":
+        raise ConfigError(f"config: run.mode must be 'discrete', got {run.get('mode')!r}")
+    ks = run.get("sharpness")
+    if not isinstance(ks, list) or not ks or not all(isinstance(k, (int, float)) and k > 0 for k in ks):
+        raise ConfigError(f"config: run.sharpness must be a non-empty list of positive numbers, got {ks!r}")
+    for key in ("batch_size", "n_particles", "max_steps"):
+        v = run.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"config: run.{key} must be a positive integer, got {v!r}")
+    if not config["optimizers"]:
+        raise ConfigError("config: [optimizers] is empty")
+    if not isinstance(config.get("seed", 0), int):
+        raise ConfigError(f"config: seed must be an integer, got {config.get('seed')!r}")
+    # Build everything once so that bad names and hyperparameters fail before any work.
+    for label in config["optimizers"]:
+        _build_optimizer(config, label)
+    for k in ks:
+        _build_landscape(config, k)
+
+
+def _build_landscape(config: dict, k: float):
+    params = dict(config["landscape"])
+    name = params.pop("name", None)
+    if name is None:
+        raise ConfigError("config: landscape.name is missing")
+    try:
+        return make_landscape(name, **params, sharpness=float(k))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _optimizer_settings(config: dict, label: str) -> tuple[str, dict, dict]:
+    spec = dict(config["optimizers"][label])
+    if "optimizer" not in spec:
+        raise ConfigError(f"config: optimizers.{label}.optimizer is missing")
+    name = spec.pop("optimizer")
+    overrides = {k: spec.pop(k) for k in ("batch_size", "max_steps") if k in spec}
+    return name, spec, overrides
+
+
+def _build_optimizer(config: dict, label: str):
+    name, hyper, _ = _optimizer_settings(config, label)
+    try:
+        return make_optimizer(name, **hyper)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config: optimizers.{label}: {e}") from None
+
+
+def _cell_name(label: str, k: float) -> str:
+    return f"{label}__k{float(k):g}"
+
+
+def _cell_key(seed: int, label: str, k: float):
+    tag = zlib.crc32(f"{label}|{float(k)!r}".encode())
+    return jax.random.fold_in(jax.random.key(seed), tag)
+
+
+def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
+    """Run (or resume) every cell, then write results.csv, fit.csv and the figure."""
+    validate(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    man_path = out / "manifest.json"
+    if man_path.exists():
+        old = json.loads(man_path.read_text())
+        if old.get("config") != config:
+            raise ConfigError(f"--out: {out} holds a run with a different config; choose another --out or delete it")
+    else:
+        atomic_write_json(man_path, manifest(config))
+    run_cfg = config["run"]
+    seed = int(config.get("seed", 0))
+    cells = [(label, k) for label in config["optimizers"] for k in run_cfg["sharpness"]]
+    todo = [(label, k) for label, k in cells if not (out / "cells" / f"{_cell_name(label, k)}.npz").exists()]
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), disable=not progress, unit="cell", dynamic_ncols=True)
+    for label, k in todo:
+        bar.set_description(_cell_name(label, k))
+        _, _, over = _optimizer_settings(config, label)
+        res = escape_times(
+            _build_landscape(config, k),
+            _build_optimizer(config, label),
+            batch_size=int(over.get("batch_size", run_cfg["batch_size"])),
+            n_particles=int(run_cfg["n_particles"]),
+            max_steps=int(over.get("max_steps", run_cfg["max_steps"])),
+            chunk_size=int(run_cfg.get("chunk_size", 2048)),
+            key=_cell_key(seed, label, k),
+            progress=progress,
+        )
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            first_passage=np.asarray(res.first_passage),
+            first_divergence=np.asarray(res.first_divergence),
+            steps_run=res.steps_run,
+            max_steps=res.max_steps,
+        )
+        atomic_write_bytes(out / "cells" / f"{_cell_name(label, k)}.npz", buf.getvalue())
+        bar.update(1)
+        write_results(config, out)
+    bar.close()
+    table = write_results(config, out)
+    write_fit(config, out, table)
+    from ._plots import plot_escape_rates
+
+    plot_escape_rates(out)
+    return table
+
+
+def _cell_row(config: dict, label: str, k: float, cell: dict) -> dict:
+    fp, fd = cell["first_passage"], cell["first_divergence"]
+    steps_run = int(cell["steps_run"])
+    escaped = (fp >= 0) & ((fd < 0) | (fd > fp))
+    diverged = (fd >= 0) & ~escaped
+    times = np.where(escaped, fp, steps_run).astype(float)
+    est = stats.censored_rate(times, escaped, steps_run, diverged=diverged)
+    name, hyper, over = _optimizer_settings(config, label)
+    fit_cfg = config.get("fit", {})
+    lo, hi = fit_cfg.get("min_mean_steps", 50), fit_cfg.get("max_mean_steps", 1e5)
+    if escaped.all():
+        pr = stats.paper_rate(times)
+        paper = (pr.rate, pr.lower, pr.upper)
+    else:
+        paper = (np.nan, np.nan, np.nan)
+    ks_p = stats.exponential_ks(times, escaped, steps_run, diverged=diverged).pvalue if escaped.sum() >= 5 else np.nan
+    cp = _build_landscape(config, k).critical_points()
+    mean_time = est.mean_time
+    return {
+        "optimizer": label,
+        "algorithm": name,
+        "sharpness": float(k),
+        "learning_rate": hyper.get("learning_rate", np.nan),
+        "batch_size": int(over.get("batch_size", config["run"]["batch_size"])),
+        "rate": est.rate,
+        "rate_lower": est.lower,
+        "rate_upper": est.upper,
+        "paper_rate": paper[0],
+        "paper_lower": paper[1],
+        "paper_upper": paper[2],
+        "particles": int(fp.shape[0]),
+        "escapes": int(escaped.sum()),
+        "censored": int((~escaped & ~diverged).sum()),
+        "diverged": int(diverged.sum()),
+        "mean_escape_time": mean_time,
+        "ks_pvalue": ks_p,
+        "steps_run": steps_run,
+        "barrier": cp.barrier if cp.barrier is not None else np.nan,
+        "hessian_min": float(np.min(cp.hessian_minimum)) if cp.hessian_minimum is not None else np.nan,
+        "in_window": bool(est.events > 0 and lo <= mean_time <= hi),
+    }
+
+
+def write_results(config: dict, out: Path) -> pd.DataFrame:
+    """Rebuild results.csv from the finished cell files (deterministic given the cells)."""
+    rows = []
+    for label in config["optimizers"]:
+        for k in config["run"]["sharpness"]:
+            path = Path(out) / "cells" / f"{_cell_name(label, k)}.npz"
+            if path.exists():
+                with np.load(path) as cell:
+                    rows.append(_cell_row(config, label, k, dict(cell)))
+    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    atomic_write_text(Path(out) / "results.csv", table.to_csv(index=False, float_format="%.10g"))
+    return table
+
+
+def write_fit(config: dict, out: Path, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Fit -log rate against k per optimizer over the cells inside the quasi-equilibrium window."""
+    out = Path(out)
+    if table is None:
+        table = pd.read_csv(out / "results.csv")
+    fit_cfg = config.get("fit", {})
+    prefactor = fit_cfg.get("prefactor", None)
+    if prefactor == "none":
+        prefactor = None
+    rows = []
+    for label in config["optimizers"]:
+        sub = table[(table["optimizer"] == label) & table["in_window"].astype(bool)]
+        row = {"optimizer": label, "n_cells": int(len(sub))}
+        try:
+            fit = stats.fit_sharpness_exponent(
+                sub["sharpness"].to_numpy(),
+                sub["rate"].to_numpy(),
+                events=sub["escapes"].to_numpy(),
+                prefactor=prefactor,
+                bootstrap=fit_cfg.get("bootstrap"),
+                seed=0,
+            )
+            row.update(fit.to_dict())
+        except ValueError as e:
+            row["note"] = str(e)
+        rows.append(row)
+    fit_table = pd.DataFrame(rows)
+    atomic_write_text(out / "fit.csv", fit_table.to_csv(index=False, float_format="%.10g"))
+    return fit_table
+

@@ -1,0 +1,222 @@
+"""The Monte-Carlo engine: first-passage times of optimizer particles out of a valley.
+
+Particles are vmapped, steps are a ``lax.scan`` inside a jitted chunk, and chunks repeat until every
+particle has escaped or diverged, or ``max_steps`` is reached. Particles are sharded over devices
+with ``jax.shard_map``; noise comes from counter-based words (``escape._random``) so the result for a
+given key does not depend on the chunk size, the number of devices, or the number of particles run
+beside it.
+"""
+
+import math
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+from .. import _random
+from .._custom_types import Array, Bool, Int, Key, Points
+from ..landscapes import AbstractLandscape
+
+_AXIS = "particles"
+
+
+class EscapeResult(eqx.Module):
+    """Raw result of :func:`escape_times`, one entry per particle.
+
+    Attributes:
+        first_passage: number of optimizer steps taken when the escape test first held (-1: never).
+        first_divergence: steps taken when a coordinate first became NaN/inf (-1: never).
+        escaped: ``first_passage >= 0`` and the particle had not diverged before.
+        diverged: ``first_divergence >= 0`` before any escape.
+        steps_run: steps run (``max_steps`` unless every particle finished earlier); censored particles
+            were observed for this many steps.
+        max_steps: the horizon asked for.
+        final: positions at the end of the run.
+    """
+
+    first_passage: Int[Array, " particles"]
+    first_divergence: Int[Array, " particles"]
+    steps_run: int = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    final: Points
+
+    @property
+    def escaped(self) -> Bool[Array, " particles"]:
+        fd = self.first_divergence
+        return (self.first_passage >= 0) & ((fd < 0) | (fd > self.first_passage))
+
+    @property
+    def diverged(self) -> Bool[Array, " particles"]:
+        return (self.first_divergence >= 0) & ~self.escaped
+
+    @property
+    def censored(self) -> Bool[Array, " particles"]:
+        return ~self.escaped & ~self.diverged
+
+    @property
+    def n_particles(self) -> int:
+        return int(self.first_passage.shape[0])
+
+    def summary(self) -> dict:
+        """Counts and the mean escape step over escaped particles (NumPy scalars)."""
+        esc = np.asarray(self.escaped)
+        fp = np.asarray(self.first_passage)
+        return {
+            "particles": self.n_particles,
+            "escapes": int(esc.sum()),
+            "censored": int(np.asarray(self.censored).sum()),
+            "diverged": int(np.asarray(self.diverged).sum()),
+            "mean_escape_step": float(fp[esc].mean()) if esc.any() else float("nan"),
+            "steps_run": self.steps_run,
+        }
+
+
+class _State(eqx.Module):
+    theta: Points
+    opt_state: optax.OptState
+    first_passage: Int[Array, " particles"]
+    first_divergence: Int[Array, " particles"]
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"escape_times: {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _make_chunk(optimizer, batch_size: int, n_words: int, unroll: int, n_blocks: int):
+    """A jitted function advancing the state by ``n_blocks * unroll`` steps.
+
+    Inputs arrive sharded over the particle axis; every operation is per particle (the data set is
+    replicated), so the partitioner keeps each device on its own particles with no communication but
+    the final ``all done`` reduction.
+    """
+
+    @eqx.filter_jit
+    def chunk(state: _State, pid, landscape, key, t0, max_steps):
+        grad_fn = jax.vmap(landscape.stochastic_gradient, in_axes=(0, 0, None))
+        update_fn = jax.vmap(optimizer.update)
+        escaped_fn = jax.vmap(landscape.escaped)
+        n_local = pid.shape[0]
+
+        def body(carry: _State, block):
+            theta, opt_state, fp, fd = carry.theta, carry.opt_state, carry.first_passage, carry.first_divergence
+            if n_words:
+                words = _random.block_words(key, block, pid, n_words * unroll)
+            else:
+                words = jnp.zeros((n_local, 0), jnp.uint32)
+            for u in range(unroll):
+                t = block * unroll + u
+                g = grad_fn(theta, words[:, u * n_words : (u + 1) * n_words], batch_size)
+                updates, opt_state = update_fn(g, opt_state, theta)
+                theta = optax.apply_updates(theta, updates)
+                live = t < max_steps
+                bad = live & (fd < 0) & ~jnp.all(jnp.isfinite(theta), axis=-1)
+                fd = jnp.where(bad, t + 1, fd)
+                hit = live & (fp < 0) & (fd < 0) & escaped_fn(theta)
+                fp = jnp.where(hit, t + 1, fp)
+            return _State(theta, opt_state, fp, fd), None
+
+        blocks = t0 // unroll + jnp.arange(n_blocks, dtype=t0.dtype)
+        state, _ = jax.lax.scan(body, state, blocks)
+        done = jnp.all((state.first_passage >= 0) | (state.first_divergence >= 0))
+        return state, done
+
+    return chunk
+
+
+def escape_times(
+    landscape: AbstractLandscape,
+    optimizer: optax.GradientTransformation,
+    *,
+    batch_size: int,
+    n_particles: int,
+    max_steps: int,
+    key: Key,
+    chunk_size: int = 1024,
+    init: Array | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = False,
+) -> EscapeResult:
+    """Run ``n_particles`` independent optimizers on ``landscape`` and record first-passage steps.
+
+    Each particle starts at ``init`` (default ``landscape.initial_point()``), draws one minibatch
+    gradient per step from the landscape's noise model, applies ``optimizer`` (any optax
+    GradientTransformation; its state is per particle), and is checked for escape and divergence after
+    every step.
+
+    Args:
+        landscape: the loss landscape with its noise model.
+        optimizer: an optax GradientTransformation (see ``escape.optim.make_optimizer``).
+        batch_size: minibatch size B.
+        n_particles: number of independent particles.
+        max_steps: horizon; particles still inside are censored there.
+        key: a JAX PRNG key; particle ``p``'s noise depends only on (key, p, step).
+        chunk_size: steps per compiled chunk (the run can stop after any chunk).
+        init: starting point, shape ``(dim,)`` or ``(n_particles, dim)``.
+        devices: devices to shard particles over (default: all local devices).
+        progress: show a progress bar.
+
+    Returns:
+        An :class:`EscapeResult`.
+    """
+    if not isinstance(landscape, AbstractLandscape):
+        raise ValueError(f"escape_times: landscape must be an AbstractLandscape, got {type(landscape).__name__}")
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise ValueError("escape_times: optimizer must be an optax.GradientTransformation")
+    batch_size = _check_int("batch_size", batch_size, 1)
+    n_particles = _check_int("n_particles", n_particles, 1)
+    max_steps = _check_int("max_steps", max_steps, 1)
+    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    devices = list(jax.devices() if devices is None else devices)
+    n_dev = len(devices)
+    n_words = landscape.noise_words(batch_size)
+    unroll = 2 if n_words % 2 else 1  # both words of every threefry call are used
+    n_blocks = math.ceil(min(chunk_size, max_steps) / unroll)
+    padded = math.ceil(n_particles / n_dev) * n_dev
+
+    dim = landscape.dim
+    theta0 = landscape.initial_point() if init is None else jnp.asarray(init, jnp.float32)
+    if theta0.shape == (dim,):
+        theta0 = jnp.broadcast_to(theta0, (n_particles, dim))
+    if theta0.shape != (n_particles, dim):
+        raise ValueError(f"escape_times: init must have shape ({dim},) or ({n_particles}, {dim}), got {theta0.shape}")
+    theta0 = jnp.concatenate([theta0, jnp.broadcast_to(theta0[:1], (padded - n_particles, dim))])
+    state = _State(
+        theta0,
+        jax.vmap(optimizer.init)(theta0),
+        jnp.full((padded,), -1, jnp.int32),
+        jnp.full((padded,), -1, jnp.int32),
+    )
+    mesh = Mesh(np.array(devices), (_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+    sharded = NamedSharding(mesh, PartitionSpec(_AXIS))
+    state = jax.device_put(state, sharded)
+    pid = jax.device_put(jnp.arange(padded, dtype=jnp.uint32), sharded)
+    landscape = jax.device_put(landscape, NamedSharding(mesh, PartitionSpec()))
+    chunk = _make_chunk(optimizer, batch_size, n_words, unroll, n_blocks)
+
+    steps_per_chunk = n_blocks * unroll
+    t = 0
+    bar = tqdm(total=max_steps, disable=not progress, unit="step", leave=False, dynamic_ncols=True)
+    try:
+        while t < max_steps:
+            state, done = chunk(state, pid, landscape, key, jnp.int32(t), jnp.int32(max_steps))
+            advance = min(steps_per_chunk, max_steps - t)
+            t += advance
+            bar.update(advance)
+            if bool(done):
+                break
+    finally:
+        bar.close()
+    return EscapeResult(
+        first_passage=state.first_passage[:n_particles],
+        first_divergence=state.first_divergence[:n_particles],
+        steps_run=t,
+        max_steps=max_steps,
+        final=state.theta[:n_particles],
+    )

@@ -1,0 +1,119 @@
+"""The escape command: bad input handling, list/fit/plot, and resume after SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from escape.cli import main
+
+SMOKE = ["--set", "preset=smoke", "--no-progress"]
+
+
+def _run_main(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    captured = capsys.readouterr()
+    return e.value.code, captured.err
+
+
+@pytest.mark.parametrize(
+    "sets,needle",
+    [
+        (["optimizers.sgd.learning_rate=-0.1"], "learning_rate"),
+        (["optimizers.sgd.learning_rate=0"], "learning_rate"),
+        (["run.sharpness=[0.0, 1.0]"], "sharpness"),
+        (["optimizers.adam.b1=1.5"], "b1"),
+        (["optimizers.adai.beta2=-0.2"], "beta2"),
+        (["optimizers.momentum.beta=1.0"], "beta"),
+        (["landscape.dim=0"], "dim"),
+        (["optimizers.sgd.optimizer=lion"], "lion"),
+        (["landscape.name=rosenbrock"], "rosenbrock"),
+        (["run.n_particles=0"], "n_particles"),
+        (["run.colour=3"], "run.colour"),
+        (["optimizers.sgd.momentum=0.9"], "momentum"),
+        (["preset=huge"], "huge"),
+        (["noequals"], "key=value"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(sets, needle, tmp_path, capsys):
+    argv = ["run", "fig6", "--out", str(tmp_path / "o"), "--no-progress"]
+    for s in sets:
+        argv += ["--set", s]
+    code, err = _run_main(argv, capsys)
+    assert code == 2
+    lines = [l for l in err.strip().splitlines() if l]
+    assert len(lines) == 1 and lines[0].startswith("escape: error:"), err
+    assert needle in lines[0] and "Traceback" not in err
+
+
+def test_malformed_toml_and_unknown_experiment(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[run\nbatch_size = 1\n")
+    code, err = _run_main(["run", str(bad), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "malformed TOML" in err and len(err.strip().splitlines()) == 1
+    code, err = _run_main(["run", "fig99", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "fig99" in err
+    code, err = _run_main(["fit", str(tmp_path / "nothing")], capsys)
+    assert code == 2 and "manifest" in err
+
+
+def test_entry_point_exit_code_and_no_traceback(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "escape.cli", "run", "fig6", "--out", str(tmp_path / "o"), "--set", "landscape.dim=-1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]
+    listing = subprocess.run([sys.executable, "-m", "escape.cli", "list"], capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0 and "fig6" in listing.stdout
+
+
+def _cmd(out: Path):
+    return [sys.executable, "-m", "escape.cli", "run", "fig6", "--out", str(out), *SMOKE]
+
+
+def test_sigkill_then_resume_gives_identical_results(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    full = tmp_path / "full"
+    subprocess.run(_cmd(full), check=True, capture_output=True, timeout=600, env=env)
+    expected = (full / "results.csv").read_bytes()
+    table = pd.read_csv(full / "results.csv")
+    assert len(table) == 12 and table["escapes"].sum() > 0
+
+    part = tmp_path / "part"
+    proc = subprocess.Popen(_cmd(part), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    cells = part / "cells"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(cells.glob("*.npz"))) < 3:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_done = len(list(cells.glob("*.npz")))
+    assert 3 <= n_done < 12, n_done  # killed part-way
+    subprocess.run(_cmd(part), check=True, capture_output=True, timeout=600, env=env)
+    assert (part / "results.csv").read_bytes() == expected
+    for name in ("fit.csv", "manifest.json", "escape_rates.png"):
+        assert (part / name).is_file()
+
+
+def test_fit_and_plot_commands(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["run", "fig6", "--out", str(out), *SMOKE, "--set", "run.sharpness=[3.0, 4.0, 5.0]", "--set", "run.n_particles=16"])
+    printed = capsys.readouterr().out
+    assert "p_hat" in printed and "sgd" in printed
+    fit_before = (out / "fit.csv").read_text()
+    (out / "fit.csv").unlink()
+    main(["fit", str(out)])
+    assert (out / "fit.csv").read_text() == fit_before
+    (out / "escape_rates.png").unlink()
+    main(["plot", str(out)])
+    assert (out / "escape_rates.png").stat().st_size > 10_000
+    # a second run with another config in the same directory is refused
+    code, err = _run_main(["run", "fig6", "--out", str(out), *SMOKE], capsys)
+    assert code == 2 and "different config" in err
