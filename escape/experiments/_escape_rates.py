@@ -28,7 +28,7 @@ from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text, manif
 
 RESULT_COLUMNS = [
     "optimizer", "algorithm", "sharpness", "learning_rate", "batch_size", "rate", "rate_lower", "rate_upper",
-    "paper_rate", "paper_lower", "paper_upper", "particles", "escapes", "censored", "diverged",
+    "paper_rate", "paper_lower", "paper_upper", "particles", "escapes", "early_escapes", "burn_in", "censored", "diverged",
     "mean_escape_time", "ks_pvalue", "steps_run", "barrier", "hessian_min", "in_window",
 ]
 _RUN_KEYS = {"batch_size", "n_particles", "max_steps", "chunk_size", "sharpness", "mode"}
@@ -83,7 +83,10 @@ def _optimizer_settings(config: dict, label: str) -> tuple[str, dict, dict]:
     if "optimizer" not in spec:
         raise ConfigError(f"config: optimizers.{label}.optimizer is missing")
     name = spec.pop("optimizer")
-    overrides = {k: spec.pop(k) for k in ("batch_size", "max_steps") if k in spec}
+    overrides = {k: spec.pop(k) for k in ("batch_size", "max_steps", "burn_in") if k in spec}
+    burn = overrides.get("burn_in", 0)
+    if isinstance(burn, bool) or not isinstance(burn, int) or burn < 0:
+        raise ConfigError(f"config: optimizers.{label}.burn_in must be an integer >= 0, got {burn!r}")
     return name, spec, overrides
 
 
@@ -160,8 +163,13 @@ def _cell_row(config: dict, label: str, k: float, cell: dict) -> dict:
     escaped = (fp >= 0) & ((fd < 0) | (fd > fp))
     diverged = (fd >= 0) & ~escaped
     times = np.where(escaped, fp, steps_run).astype(float)
-    est = stats.censored_rate(times, escaped, steps_run, diverged=diverged)
     name, hyper, over = _optimizer_settings(config, label)
+    # Quasi-stationary rate: left-truncate at burn_in (memorylessness makes the survivors' residual times
+    # exponential with the same rate); escapes before burn_in are the relaxation transient, reported apart.
+    burn = int(over.get("burn_in", 0))
+    early = escaped & (fp <= burn)
+    keep = ~early
+    est = stats.censored_rate(times[keep] - burn, escaped[keep], steps_run - burn, diverged=diverged[keep])
     fit_cfg = config.get("fit", {})
     lo, hi = fit_cfg.get("min_mean_steps", 50), fit_cfg.get("max_mean_steps", 1e5)
     if escaped.all():
@@ -169,7 +177,12 @@ def _cell_row(config: dict, label: str, k: float, cell: dict) -> dict:
         paper = (pr.rate, pr.lower, pr.upper)
     else:
         paper = (np.nan, np.nan, np.nan)
-    ks_p = stats.exponential_ks(times, escaped, steps_run, diverged=diverged).pvalue if escaped.sum() >= 5 else np.nan
+    late = escaped & keep
+    ks_p = (
+        stats.exponential_ks(times[keep] - burn, escaped[keep], steps_run - burn, diverged=diverged[keep]).pvalue
+        if late.sum() >= 5
+        else np.nan
+    )
     cp = _build_landscape(config, k).critical_points()
     mean_time = est.mean_time
     return {
@@ -185,7 +198,9 @@ def _cell_row(config: dict, label: str, k: float, cell: dict) -> dict:
         "paper_lower": paper[1],
         "paper_upper": paper[2],
         "particles": int(fp.shape[0]),
-        "escapes": int(escaped.sum()),
+        "escapes": int(late.sum()),
+        "early_escapes": int(early.sum()),
+        "burn_in": burn,
         "censored": int((~escaped & ~diverged).sum()),
         "diverged": int(diverged.sum()),
         "mean_escape_time": mean_time,

@@ -143,20 +143,28 @@ def _design(logk: np.ndarray, ps: np.ndarray, fit_q: bool) -> np.ndarray:
     return np.stack(cols, axis=-1)
 
 
-def _rss(logk: np.ndarray, y: np.ndarray, w: np.ndarray, ps: np.ndarray, fit_q: bool) -> np.ndarray:
-    """Weighted RSS at each p (vectorised over p with a stacked SVD). ``y`` already has q log k added back."""
+def _rss(logk: np.ndarray, y: np.ndarray, w: np.ndarray, ps: np.ndarray, fit_q: bool, tie: float = 0.0) -> np.ndarray:
+    """Weighted RSS at each p (vectorised over p with a stacked SVD). ``y`` already has q log k added back.
+
+    ``tie = 1`` ties the prefactor exponent to p (q = p): the response at each p is ``y + p log k``.
+    """
     sw = np.sqrt(w)
     xw = _design(logk, ps, fit_q) * sw[None, :, None]
-    yw = y * sw
+    yw = (y[None, :] + tie * ps[:, None] * logk[None, :]) * sw[None, :]
     u, s, _ = np.linalg.svd(xw, full_matrices=False)
     tol = s[:, :1] * max(xw.shape[-2:]) * np.finfo(float).eps
     u = u * (s > tol)[:, None, :]
-    resid = yw[None, :] - np.einsum("gnm,gm->gn", u, np.einsum("gnm,n->gm", u, yw))
+    resid = yw - np.einsum("gnm,gm->gn", u, np.einsum("gnm,gn->gm", u, yw))
     return np.sum(resid**2, axis=-1)
 
 
-def _linear_fit(logk: np.ndarray, y: np.ndarray, w: np.ndarray, p: float, fit_q: bool, q_fixed: float) -> LinearFit:
+def _linear_fit(
+    logk: np.ndarray, y: np.ndarray, w: np.ndarray, p: float, fit_q: bool, q_fixed: float, tie: float = 0.0
+) -> LinearFit:
     x = _design(logk, np.array([p]), fit_q)[0]
+    y = y + tie * p * logk
+    if tie:
+        q_fixed = float(p)
     sw = np.sqrt(w)
     xw, yw = x * sw[:, None], y * sw
     coef, *_ = np.linalg.lstsq(xw, yw, rcond=None)
@@ -182,16 +190,16 @@ def _linear_fit(logk: np.ndarray, y: np.ndarray, w: np.ndarray, p: float, fit_q:
 
 
 def _profile_min(
-    logk: np.ndarray, y: np.ndarray, w: np.ndarray, grid: np.ndarray, fit_q: bool
+    logk: np.ndarray, y: np.ndarray, w: np.ndarray, grid: np.ndarray, fit_q: bool, tie: float = 0.0
 ) -> tuple[float, float, int, np.ndarray]:
     """(p_hat, rss_min, grid index of the minimum, rss on the grid)."""
-    prof = _rss(logk, y, w, grid, fit_q)
+    prof = _rss(logk, y, w, grid, fit_q, tie)
     i = int(np.argmin(prof))
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
     p_hat, rss_min = float(grid[i]), float(prof[i])
     if hi > lo:
         res = _opt.minimize_scalar(
-            lambda p: float(_rss(logk, y, w, np.array([p]), fit_q)[0]),
+            lambda p: float(_rss(logk, y, w, np.array([p]), fit_q, tie)[0]),
             bounds=(lo, hi), method="bounded", options={"xatol": 1e-7},
         )  # fmt: skip
         if res.fun < rss_min:
@@ -281,7 +289,9 @@ def fit_sharpness_exponent(
         ks: the sharpness parameter of each cell (> 0).
         rates: one [`RateEstimate`][escape.stats.RateEstimate] per cell, or plain rates with ``events=``.
         events: escapes per cell when ``rates`` are numbers (the weights).
-        prefactor: None (q = 0), a number (q fixed, e.g. 1 for the Kramers prefactor on L_k), or ``"fit"``.
+        prefactor: None (q = 0), a number (q fixed, e.g. 1 for the Kramers prefactor on L_k), ``"fit"``
+            (q estimated), or ``"tied"`` (q = p: one factor, the effective learning rate times k, sets both
+            the temperature, exponent ~ k^(-p), and the Kramers attempt frequency, prefactor ~ k^p).
         p_grid: increasing grid of p > 0 for the profile; default 0.05, 0.06, ..., 3.
         confidence: interval level.
         bootstrap: number of parametric-bootstrap replicates (None: none). Each replicate draws
@@ -299,10 +309,14 @@ def fit_sharpness_exponent(
         raise ValueError(f"{fn}: `ks` must be 1-D, got shape {k.shape}")
     if not np.all(np.isfinite(k)) or np.any(k <= 0):
         raise ValueError(f"{fn}: every k in `ks` must be finite and > 0")
+    tie = 0.0
     if isinstance(prefactor, str):
-        if prefactor != "fit":
-            raise ValueError(f'{fn}: `prefactor` must be None, a number or "fit", got {prefactor!r}')
-        fit_q, q_fixed, mode = True, math.nan, "fit"
+        if prefactor == "tied":
+            fit_q, q_fixed, mode, tie = False, 0.0, "tied", 1.0
+        elif prefactor != "fit":
+            raise ValueError(f'{fn}: `prefactor` must be None, a number, "fit" or "tied", got {prefactor!r}')
+        else:
+            fit_q, q_fixed, mode = True, math.nan, "fit"
     elif prefactor is None:
         fit_q, q_fixed, mode = False, 0.0, "none"
     else:
@@ -343,18 +357,18 @@ def fit_sharpness_exponent(
     q_shift = 0.0 if fit_q else q_fixed
     y = -np.log(gam) + q_shift * logk  # response with the fixed prefactor term moved to the left
 
-    p_hat, rss_min, i_min, prof = _profile_min(logk, y, d, grid, fit_q)
+    p_hat, rss_min, i_min, prof = _profile_min(logk, y, d, grid, fit_q, tie)
     dof = k.size - n_params
     s2 = max(1.0, rss_min / dof) if dof > 0 else 1.0
     thr = rss_min + float(_sps.chi2.ppf(conf, 1)) * s2
 
     def excess(p: float) -> float:
-        return float(_rss(logk, y, d, np.array([p]), fit_q)[0]) - thr
+        return float(_rss(logk, y, d, np.array([p]), fit_q, tie)[0]) - thr
 
     p_lo, lo_open = _crossing(excess, grid, prof, thr, p_hat, -1)
     p_hi, hi_open = _crossing(excess, grid, prof, thr, p_hat, +1)
 
-    fits = [_linear_fit(logk, y, d, p, fit_q, q_fixed if not fit_q else math.nan) for p in (p_hat, 1.0, 0.5)]
+    fits = [_linear_fit(logk, y, d, p, fit_q, q_fixed if not fit_q else math.nan, tie) for p in (p_hat, 1.0, 0.5)]
 
     boot: dict[str, Any] = {}
     if bootstrap is not None:
@@ -362,7 +376,7 @@ def fit_sharpness_exponent(
         f = fits[0]
         mean_events = np.exp(-(f.a + f.b * k ** (-p_hat) - (f.q if fit_q else 0.0) * logk)) * expo
         if not fit_q:
-            mean_events = mean_events * k**q_fixed  # undo the shift: Gamma = exp(-y + q log k)
+            mean_events = mean_events * k ** (p_hat if tie else q_fixed)  # Gamma = exp(-y + q log k)
         p_star, failed = [], 0
         for _ in range(int(bootstrap)):
             d_star = rng.poisson(mean_events).astype(float)
@@ -371,7 +385,7 @@ def fit_sharpness_exponent(
                 failed += 1
                 continue
             y_star = -np.log(d_star[ok] / expo[ok]) + q_shift * logk[ok]
-            p_star.append(_profile_min(logk[ok], y_star, d_star[ok], grid, fit_q)[0])
+            p_star.append(_profile_min(logk[ok], y_star, d_star[ok], grid, fit_q, tie)[0])
         ps = np.asarray(p_star)
         alpha = 1.0 - conf
         boot = dict(
