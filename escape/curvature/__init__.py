@@ -1,0 +1,13 @@
+"""Curvature of a loss at a point without forming the Hessian (THEORY.md section 8): Hessian-vector
+products, top eigenvalue by Lanczos, trace by Hutchinson, expected sharpness, preconditioned sharpness."""
+
+from ._expected import expected_sharpness as expected_sharpness
+from ._hutchinson import hessian_trace as hessian_trace
+from ._hvp import Estimate as Estimate, hvp as hvp
+from ._lanczos import (
+    adam_preconditioner as adam_preconditioner,
+    EigenPair as EigenPair,
+    lanczos_top_eigenpair as lanczos_top_eigenpair,
+    preconditioned_sharpness as preconditioned_sharpness,
+    top_hessian_eigenvalue as top_hessian_eigenvalue,
+)
