@@ -304,3 +304,12 @@ def test_normalization_standardises_each_channel():
     np.testing.assert_allclose(norm(to_unit_float(images[0])), out[0], rtol=1e-6, atol=1e-6)  # one image
     with pytest.raises(ValueError, match="constant"):
         Normalization.fit(np.zeros((2, 1, 2, 2), np.uint8))
+
+
+def test_augment_batch_under_explicit_sharding():
+    """Under an Explicit mesh the per-example keys are resharded like the images (vmap requires it)."""
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+    images = jnp.stack([_image(s) for s in range(4)])
+    sharded = jax.device_put(images, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+    key = jax.random.key(7)
+    np.testing.assert_array_equal(jax.jit(augment_batch)(key, sharded), jax.jit(augment_batch)(key, images))

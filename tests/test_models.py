@@ -140,3 +140,19 @@ def test_constructor_validation(getkey):
         small_resnet(10, key=getkey(), width=0)
     with pytest.raises(ValueError, match="num_classes"):
         resnet18(0, key=getkey(), width=2)
+
+
+def test_forward_under_explicit_data_sharding(getkey):
+    """Data parallelism: batch sharded over a mesh axis, model and state replicated on the mesh (needed under
+    jax's default Explicit axes, where eqx.nn.State.set rejects updates whose type carries another sharding)."""
+    mesh = jax.make_mesh((len(jax.devices()),), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    model, state = small_resnet(10, key=getkey(), width=4)
+    y_ref, s_ref = _forward(model, state, _X, inference=False)
+    params, static = eqx.partition(model, eqx.is_array)
+    model_r = eqx.combine(jax.device_put(params, replicated), static)
+    state_r = jax.device_put(state, replicated)
+    x = jax.device_put(_X, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+    y, s = _forward(model_r, state_r, x, inference=False)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s, s_ref)

@@ -173,7 +173,7 @@ def preconditioned_sharpness(
         raise ValueError(
             f"preconditioned_sharpness: preconditioner has {p_flat.size} entries, params have {obj.dim}"
         )
-    if bool(jnp.any(~(p_flat > 0))):
+    if bool(jnp.any(~(jnp.isfinite(p_flat) & (p_flat > 0)))):
         raise ValueError("preconditioned_sharpness: every entry of the preconditioner must be > 0 (and finite)")
     inv_sqrt = (1 / jnp.sqrt(p_flat)).astype(obj.dtype)
     matvec = lambda u: inv_sqrt * obj.matvec(inv_sqrt * u)

@@ -64,8 +64,18 @@ def augment_batch(
     Augment before normalising, so that the padding is black in pixel space, as in torchvision's
     ``RandomCrop`` followed by ``Normalize``.
     """
-    keys = jax.random.split(key, images.shape[0])
+    keys = _shard_like(jax.random.split(key, images.shape[0]), images)
     return jax.vmap(lambda k, x: augment(k, x, padding=padding, flip=flip))(keys, images)
+
+
+def _shard_like(keys, images):
+    """Under an ``Explicit`` mesh, vmap needs the keys sharded over the batch axis as the images are."""
+    sharding = jax.typeof(images).sharding
+    spec = getattr(sharding, "spec", None)
+    if spec and spec[0] is not None:
+        target = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(spec[0]))
+        keys = jax.sharding.reshard(keys, target)
+    return keys
 
 
 class Normalization(eqx.Module):

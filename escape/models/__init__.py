@@ -1,9 +1,7 @@
 """Equinox models: CIFAR-style ResNet-18/34 and a small ResNet for 8x8 images, BatchNorm in ``eqx.nn.State``."""
 
 from ._resnet import (
-    BasicBlock as BasicBlock,
     BATCH_AXIS as BATCH_AXIS,
-    ConvBN as ConvBN,
     count_parameters as count_parameters,
     forward as forward,
     ResNet as ResNet,

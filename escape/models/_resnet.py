@@ -76,7 +76,7 @@ class ConvBN(eqx.Module):
 
     The convolution runs in the compute dtype; BatchNorm always runs in its parameters' dtype (float32
     unless x64 is on), so batch statistics of bfloat16 activations are accumulated in float32. Built with a
-    shape-only convolution; the enclosing [`escape.models.ResNet`][] draws its weights.
+    shape-only convolution (internal: the enclosing [`escape.models.ResNet`][] draws its weights).
     """
 
     conv: eqx.nn.Conv2d
