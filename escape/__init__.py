@@ -5,10 +5,14 @@ Public API by re-export: implementation lives in private modules; the names belo
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from . import curvature as curvature
+from . import data as data
 from . import landscapes as landscapes
+from . import models as models
 from . import optim as optim
 from . import simulate as simulate
 from . import stats as stats
+from . import theory as theory
 
 try:
     __version__ = _version("escape")

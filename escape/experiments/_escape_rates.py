@@ -124,12 +124,13 @@ def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
     cells = [(label, k) for label in config["optimizers"] for k in run_cfg["sharpness"]]
     todo = [(label, k) for label, k in cells if not (out / "cells" / f"{_cell_name(label, k)}.npz").exists()]
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), disable=not progress, unit="cell", dynamic_ncols=True)
+    optimizers = {}  # one object per label: cells of a label share one compiled engine chunk
     for label, k in todo:
         bar.set_description(_cell_name(label, k))
         _, _, over = _optimizer_settings(config, label)
         res = escape_times(
             _build_landscape(config, k),
-            _build_optimizer(config, label),
+            optimizers.setdefault(label, _build_optimizer(config, label)),
             batch_size=int(over.get("batch_size", run_cfg["batch_size"])),
             n_particles=int(run_cfg["n_particles"]),
             max_steps=int(over.get("max_steps", run_cfg["max_steps"])),

@@ -7,6 +7,7 @@ given key does not depend on the chunk size, the number of devices, or the numbe
 beside it.
 """
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -89,12 +90,14 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+@functools.lru_cache(maxsize=32)
 def _make_chunk(optimizer, batch_size: int, n_words: int, unroll: int, n_blocks: int):
     """A jitted function advancing the state by ``n_blocks * unroll`` steps.
 
     Inputs arrive sharded over the particle axis; every operation is per particle (the data set is
     replicated), so the partitioner keeps each device on its own particles with no communication but
-    the final ``all done`` reduction.
+    the final ``all done`` reduction. Cached: runs with the same optimizer object and noise layout reuse
+    the compiled chunk (the landscape's arrays, e.g. its sharpness, are arguments, not constants).
     """
 
     @eqx.filter_jit
