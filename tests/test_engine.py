@@ -140,3 +140,16 @@ def test_kramers_oracle_double_well():
     assert lo_t * (1 - allow) <= tau_ek <= hi_t * (1 + allow), (est.mean_time, tau_ek)
     # exact MFPT: within the interval widened by the discretisation allowance only
     assert lo_t * (1 - disc) <= tau_exact <= hi_t * (1 + disc), (est.mean_time, tau_exact)
+
+
+def test_adam_depends_on_learning_rate_times_sqrt_sharpness_only():
+    # Adam's normalised step is scale-free (eps << sqrt(v)): in u = sqrt(k) theta the update is
+    # u' = u - eta sqrt(k) m_u / sqrt(v_u), so (eta, k = 4) and (2 eta, k = 1) give the same run.
+    kw = dict(batch_size=1, n_particles=200, max_steps=20_000, key=jax.random.key(4))
+    a = escape_times(StyblinskiTang(dim=3, sharpness=4.0, n_data=500), optax.adam(0.1), **kw)
+    b = escape_times(StyblinskiTang(dim=3, sharpness=1.0, n_data=500), optax.adam(0.2), **kw)
+    assert np.asarray(a.escaped).sum() > 50
+    assert np.mean(np.asarray(a.first_passage) == np.asarray(b.first_passage)) > 0.95
+    # ... and not through eta * k (the SGD invariant): (eta, 4) differs from (4 eta, 1)
+    c = escape_times(StyblinskiTang(dim=3, sharpness=1.0, n_data=500), optax.adam(0.4), **kw)
+    assert np.mean(np.asarray(a.first_passage) == np.asarray(c.first_passage)) < 0.5
