@@ -1,3 +1,30 @@
-"""Closed-form and quadrature results used as oracles (THEORY 5-6)."""
+"""Closed-form and quadrature results used as oracles (THEORY 5-6), as plain NumPy/SciPy functions."""
 
-from ._kramers import eyring_kramers_time as eyring_kramers_time, mean_first_passage_1d as mean_first_passage_1d
+from ._kramers import (
+    eyring_kramers_time as eyring_kramers_time,
+    mean_first_passage_1d as mean_first_passage_1d,
+    underdamped_kramers_rate as underdamped_kramers_rate,
+    underdamped_kramers_time as underdamped_kramers_time,
+)
+from ._linear import (
+    linear_moments as linear_moments,
+    phase_space_linear_model as phase_space_linear_model,
+    sgd_linear_model as sgd_linear_model,
+    stationary_covariance as stationary_covariance,
+)
+from ._saddle import (
+    adai_coefficients as adai_coefficients,
+    adai_saddle_msd as adai_saddle_msd,
+    adam_coefficients as adam_coefficients,
+    adam_saddle_msd as adam_saddle_msd,
+    heavy_ball_coefficients as heavy_ball_coefficients,
+    momentum_saddle_msd as momentum_saddle_msd,
+    sgd_saddle_msd as sgd_saddle_msd,
+)
+from ._scaling import (
+    adai_escape_exponent as adai_escape_exponent,
+    adam_escape_exponent as adam_escape_exponent,
+    momentum_escape_exponent as momentum_escape_exponent,
+    SHARPNESS_EXPONENTS as SHARPNESS_EXPONENTS,
+    sgd_escape_exponent as sgd_escape_exponent,
+)
