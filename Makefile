@@ -25,7 +25,7 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[docs]'
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) runs site
