@@ -14,9 +14,42 @@ from the device's shard index without materialising per-particle keys.
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.random import threefry2x32_p
 
 from ._custom_types import Array, Float, Int, Key, UInt32
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = 0x1BD11BDA
+
+
+def _rotl(x, r: int):
+    return (x << jnp.uint32(r)) | (x >> jnp.uint32(32 - r))
+
+
+def threefry2x32(k0, k1, x0, x1):
+    """Threefry-2x32 with 20 rounds (Salmon et al. 2011, Random123), fully unrolled.
+
+    Bit-identical to ``jax.extend.random.threefry2x32_p`` (tested). JAX lowers that primitive on CPU with
+    rolled loops (a ``while`` of 5 iterations of small kernels), which dominates a Monte-Carlo step; the
+    unrolled form fuses into the surrounding elementwise kernel.
+    """
+    k0, k1, x0, x1 = (jnp.asarray(a, jnp.uint32) for a in (k0, k1, x0, x1))
+    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(_PARITY))
+    x0 = x0 + ks[0]
+    x1 = x1 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = _rotl(x1, r)
+            x1 = x0 ^ x1
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x0, x1
+
+
+def fold_in(key_data: UInt32[Array, "2"], data) -> UInt32[Array, "2"]:
+    """``jax.random.key_data(jax.random.fold_in(key, data))`` for a threefry key, via the unrolled hash."""
+    a, b = threefry2x32(key_data[0], key_data[1], jnp.uint32(0), jnp.asarray(data).astype(jnp.uint32))
+    return jnp.stack([a, b])
 
 
 def block_words(
@@ -25,12 +58,12 @@ def block_words(
     """The ``n_words`` (even) noise words of ``block`` for each particle index in ``particle``."""
     if n_words % 2:
         raise ValueError(f"block_words: n_words must be even, got {n_words}")
-    kb = jax.random.key_data(jax.random.fold_in(key, block))
+    kb = fold_in(jax.random.key_data(key), block)
     k0 = jnp.broadcast_to(kb[0], particle.shape)
     k1 = jnp.broadcast_to(kb[1], particle.shape)
     halves = []
     for j in range(n_words // 2):
-        a, b = threefry2x32_p.bind(k0, k1, particle, jnp.full_like(particle, j))
+        a, b = threefry2x32(k0, k1, particle, jnp.full_like(particle, j))
         halves += [a, b]
     return jnp.stack(halves, axis=-1)
 
