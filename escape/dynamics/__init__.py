@@ -1,0 +1,13 @@
+"""Continuous-time models of the optimizers (THEORY 3) as diffrax terms, and fast fixed-step SDE solves."""
+
+from ._adai import AdaiLangevin as AdaiLangevin
+from ._adam import AdamLangevin as AdamLangevin
+from ._base import (
+    AbstractDynamics as AbstractDynamics,
+    AbstractPhaseSpaceDynamics as AbstractPhaseSpaceDynamics,
+)
+from ._brownian import BrownianSpec as BrownianSpec, CounterBrownianPath as CounterBrownianPath
+from ._heavy_ball import HeavyBallLangevin as HeavyBallLangevin
+from ._registry import DYNAMICS as DYNAMICS, make_dynamics as make_dynamics
+from ._sgd import SGDLangevin as SGDLangevin
+from ._solve import SDEResult as SDEResult, solve_sde as solve_sde

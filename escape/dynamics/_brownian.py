@@ -1,0 +1,122 @@
+"""Brownian paths for fixed-step SDE solves: a counter-based path and the choice between diffrax's paths.
+
+:class:`CounterBrownianPath` draws the increment over ``[t0, t1]`` from the same counter-based words as the
+discrete engine (``escape._random``): word ``j`` of particle ``p`` over the step that starts at ``t0`` is
+
+    threefry2x32(fold_in(key, bits(t0)), (p, j // 2))[j % 2]
+
+with ``bits(t0)`` the float32 bit pattern of ``t0``. One shared ``fold_in`` per step and one threefry call
+per two normals per particle: cheaper than ``diffrax.UnsafeBrownianPath`` with one key per particle (two
+``fold_in`` and a ``split`` per particle per step), and the result for a key does not depend on the number
+of particles run beside it. Like ``UnsafeBrownianPath`` it is valid only for fixed steps and without
+backpropagation: increments over different intervals are independent, so only the solver's own step
+intervals may be queried. For the same Brownian path at several step sizes (strong-order tests) use
+``brownian="virtual"`` (``diffrax.VirtualBrownianTree``).
+"""
+
+from typing import Literal
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.random import threefry2x32_p
+
+from .. import _random
+from .._custom_types import Array, Key, UInt32
+
+BrownianKind = Literal["counter", "unsafe", "virtual"]
+BROWNIAN_KINDS: tuple[str, ...] = ("counter", "unsafe", "virtual")
+
+
+def _words(key: Key, block, particle: UInt32[Array, ""], n_words: int) -> UInt32[Array, " words"]:
+    """``escape._random.block_words`` for one particle, written so that it vmaps over ``particle``.
+
+    Every threefry operand is derived from ``particle`` (the primitive's batching rule wants all four
+    operands batched alike); the shared ``fold_in`` stays unbatched.
+    """
+    kb = jax.random.key_data(jax.random.fold_in(key, block))
+    zero = particle * jnp.uint32(0)  # data-dependent, hence batched like `particle` under vmap
+    k0, k1 = zero + kb[0], zero + kb[1]
+    halves = []
+    for j in range(n_words // 2):
+        a, b = threefry2x32_p.bind(k0, k1, particle, zero + jnp.uint32(j))
+        halves += [a, b]
+    return jnp.stack(halves)
+
+
+class CounterBrownianPath(diffrax.AbstractBrownianPath):
+    """Independent Gaussian increments per solver step from counter-based words (one particle).
+
+    Args:
+        shape: the shape and dtype of one increment (``jax.ShapeDtypeStruct``).
+        key: the run's PRNG key (shared by all particles).
+        particle: this particle's global index (uint32 scalar; vmapped over particles).
+        levy_area: ``diffrax.BrownianIncrement`` or ``diffrax.SpaceTimeLevyArea`` (for SRK solvers such as
+            ``diffrax.SEA`` and ``diffrax.ShARK``; doubles the words per step).
+    """
+
+    shape: jax.ShapeDtypeStruct = eqx.field(static=True)
+    levy_area: type[diffrax.BrownianIncrement | diffrax.SpaceTimeLevyArea] = eqx.field(static=True)
+    key: Key
+    particle: UInt32[Array, ""]
+
+    def __check_init__(self):
+        if self.levy_area not in (diffrax.BrownianIncrement, diffrax.SpaceTimeLevyArea):
+            raise ValueError(
+                "CounterBrownianPath: levy_area must be diffrax.BrownianIncrement or diffrax.SpaceTimeLevyArea, "
+                f"got {self.levy_area!r}"
+            )
+
+    @property
+    def t0(self):
+        return -jnp.inf
+
+    @property
+    def t1(self):
+        return jnp.inf
+
+    def evaluate(self, t0, t1=None, left: bool = True, use_levy: bool = False):
+        del left
+        if t1 is None:
+            raise ValueError("CounterBrownianPath: only increments over a solver step (t0, t1) can be evaluated")
+        dtype = self.shape.dtype
+        size = int(np.prod(self.shape.shape, dtype=np.int64))
+        n_normals = 2 * size if self.levy_area is diffrax.SpaceTimeLevyArea else size
+        n_words = n_normals + (n_normals % 2)
+        block = jax.lax.bitcast_convert_type(jnp.asarray(t0, jnp.float32), jnp.uint32)
+        z = _random.normal(_words(self.key, block, self.particle, n_words)).astype(dtype)
+        h = jnp.asarray(t1 - t0, dtype)
+        w = z[:size].reshape(self.shape.shape) * jnp.sqrt(h)
+        if not use_levy:
+            return w
+        if self.levy_area is diffrax.BrownianIncrement:
+            return diffrax.BrownianIncrement(dt=h, W=w)
+        hh = z[size : 2 * size].reshape(self.shape.shape) * jnp.sqrt(h / 12)
+        return diffrax.SpaceTimeLevyArea(dt=h, W=w, H=hh)
+
+
+class BrownianSpec(eqx.Module):
+    """How to build each particle's Brownian path: ``spec(particle) -> AbstractBrownianPath``.
+
+    ``kind="counter"``: :class:`CounterBrownianPath`. ``"unsafe"``: ``diffrax.UnsafeBrownianPath`` with key
+    ``fold_in(key, particle)``. ``"virtual"``: ``diffrax.VirtualBrownianTree`` on ``[0, t1]`` with tolerance
+    ``tol`` and key ``fold_in(key, particle)`` (the same path whatever the step size, as long as ``t1``,
+    ``tol`` and ``key`` are the same).
+    """
+
+    kind: str = eqx.field(static=True)
+    shape: jax.ShapeDtypeStruct = eqx.field(static=True)
+    levy_area: type = eqx.field(static=True)
+    key: Key
+    t1: float = eqx.field(static=True)
+    tol: float = eqx.field(static=True)
+
+    def __call__(self, particle: UInt32[Array, ""]) -> diffrax.AbstractBrownianPath:
+        if self.kind == "counter":
+            return CounterBrownianPath(self.shape, self.levy_area, self.key, particle)
+        key = jax.random.fold_in(self.key, particle)
+        if self.kind == "unsafe":
+            return diffrax.UnsafeBrownianPath(self.shape, key, levy_area=self.levy_area)
+        return diffrax.VirtualBrownianTree(0.0, self.t1, self.tol, self.shape, key, levy_area=self.levy_area)

@@ -1,0 +1,381 @@
+"""Fixed-step SDE solves of many particles: first-passage times and saved states (MSD).
+
+Why not ``jax.vmap(diffrax.diffeqsolve)``: with a constant step, no backpropagation and no dense output,
+almost everything ``diffeqsolve`` does per step is overhead for this use: the step-size controller and
+its bookkeeping, the event machinery, interpolation into ``SaveAt(ts=...)`` buffers, a checkpointed
+``while_loop`` (default adjoint), and -- with ``diffrax.VirtualBrownianTree`` -- a descent of the Brownian
+tree (``log2(t1 / tol)`` levels of random draws) for every increment. Under ``vmap`` the batched
+``while_loop`` also runs until the slowest particle is done while carrying all of that state. See
+``docs/api/dynamics.md`` for the measured cost of each.
+
+:func:`solve_sde` keeps diffrax's terms and solvers and drops the rest: the per-particle step
+``solver.step(terms, t0, t1, y, ...)`` (diffrax's manual-stepping API) is vmapped over particles inside a
+jitted ``fori_loop``, increments come from counter-based words (``CounterBrownianPath``), escape is tested
+after every step (the in-loop equivalent of a boolean ``diffrax.Event``), and states are saved only at
+chunk boundaries placed on the requested times. ``method="diffeqsolve"`` runs the same model through
+``jax.vmap(diffrax.diffeqsolve)`` with a boolean ``diffrax.Event`` (for cross-checks and benchmarks).
+"""
+
+from collections.abc import Callable
+from typing import Literal
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from .._custom_types import Array, Bool, Float, Int, Key, Points
+from ._base import AbstractDynamics
+from ._brownian import BROWNIAN_KINDS, BrownianKind, BrownianSpec
+
+__all__ = ["SDEResult", "solve_sde"]
+
+
+class SDEResult(eqx.Module):
+    """Raw result of :func:`solve_sde`, one entry per particle; compatible with ``escape.stats``.
+
+    Attributes:
+        first_passage_time: dynamical time ``t`` at the end of the step where the escape test first held
+            (-1: never).
+        first_divergence_time: time of the first non-finite state (-1: never).
+        t_run: dynamical time simulated (``t1`` unless every particle finished earlier).
+        t1: the horizon asked for.
+        n_steps: solver steps run.
+        dt: the step.
+        learning_rate: ``eta`` of the model (iterations ``T = t / eta``).
+        final: states at the end, shape ``(particles, components, dim)``.
+        ts: the save times, shape ``(saves,)``.
+        ys: states at ``ts``, shape ``(saves, particles, components, dim)``.
+        theta0: starting positions, shape ``(particles, dim)``.
+        components: names of the state's rows.
+
+    The properties ``first_passage`` and ``steps_run`` give the same in iterations ``T = t / eta`` (floats),
+    so ``escape.stats.censored_rate(result)`` gives a rate per iteration, comparable with the discrete
+    engine's.
+    """
+
+    first_passage_time: Float[Array, " particles"]
+    first_divergence_time: Float[Array, " particles"]
+    t_run: float = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
+    n_steps: int = eqx.field(static=True)
+    dt: float = eqx.field(static=True)
+    learning_rate: float = eqx.field(static=True)
+    final: Float[Array, "particles components dim"]
+    ts: Float[Array, " saves"]
+    ys: Float[Array, "saves particles components dim"]
+    theta0: Points
+    components: tuple[str, ...] = eqx.field(static=True)
+
+    @property
+    def first_passage(self) -> Float[Array, " particles"]:
+        """Escape time in iterations ``t / eta`` (-1: never)."""
+        t = self.first_passage_time
+        return jnp.where(t >= 0, t / self.learning_rate, -1.0)
+
+    @property
+    def first_divergence(self) -> Float[Array, " particles"]:
+        t = self.first_divergence_time
+        return jnp.where(t >= 0, t / self.learning_rate, -1.0)
+
+    @property
+    def steps_run(self) -> float:
+        """The observation horizon in iterations, ``t_run / eta``."""
+        return self.t_run / self.learning_rate
+
+    @property
+    def max_steps(self) -> float:
+        return self.t1 / self.learning_rate
+
+    @property
+    def escaped(self) -> Bool[Array, " particles"]:
+        fp, fd = self.first_passage_time, self.first_divergence_time
+        return (fp >= 0) & ((fd < 0) | (fd > fp))
+
+    @property
+    def diverged(self) -> Bool[Array, " particles"]:
+        return (self.first_divergence_time >= 0) & ~self.escaped
+
+    @property
+    def censored(self) -> Bool[Array, " particles"]:
+        return ~self.escaped & ~self.diverged
+
+    @property
+    def n_particles(self) -> int:
+        return int(self.first_passage_time.shape[0])
+
+    @property
+    def positions(self) -> Float[Array, "saves particles dim"]:
+        """``theta`` at the save times."""
+        return self.ys[:, :, 0, :]
+
+    @property
+    def msd(self) -> Float[Array, "saves dim"]:
+        """Mean over particles of ``(theta(t) - theta(0))^2`` per coordinate at the save times."""
+        return jnp.mean((self.positions - self.theta0[None]) ** 2, axis=1)
+
+    def summary(self) -> dict:
+        esc = np.asarray(self.escaped)
+        fp = np.asarray(self.first_passage)
+        return {
+            "particles": self.n_particles,
+            "escapes": int(esc.sum()),
+            "censored": int(np.asarray(self.censored).sum()),
+            "diverged": int(np.asarray(self.diverged).sum()),
+            "mean_escape_step": float(fp[esc].mean()) if esc.any() else float("nan"),
+            "steps_run": self.steps_run,
+            "solver_steps": self.n_steps,
+        }
+
+
+class _State(eqx.Module):
+    y: Float[Array, "particles components dim"]
+    first_passage: Int[Array, " particles"]  # solver steps, -1: never
+    first_divergence: Int[Array, " particles"]
+
+
+def _grid_index(name: str, t: np.ndarray, dt: float) -> np.ndarray:
+    k = np.rint(t / dt)
+    if np.any(np.abs(k * dt - t) > 1e-6 * np.maximum(np.abs(t), dt)):
+        raise ValueError(f"solve_sde: {name} must be multiples of dt = {dt!r}; got {t.tolist()}")
+    return k.astype(np.int64)
+
+
+def _particle_step(dynamics, solver, spec, y, particle, t0, t1):
+    terms = dynamics.terms(spec(particle))
+    state = solver.init(terms, t0, t1, y, None)
+    y1, _, _, _, _ = solver.step(terms, t0, t1, y, None, state, made_jump=False)
+    return y1
+
+
+@eqx.filter_jit
+def _advance(dynamics, solver, spec, detect: bool, state: _State, pid, n0, n_steps, dt):
+    """``n_steps`` solver steps from global step ``n0`` for every particle (a ``fori_loop``)."""
+    step = jax.vmap(_particle_step, in_axes=(None, None, None, 0, 0, None, None))
+    escaped = jax.vmap(dynamics.landscape.escaped)
+    dtype = state.y.dtype
+
+    def body(i, s: _State):
+        n = n0 + i
+        t0 = n.astype(dtype) * dt
+        t1 = (n + 1).astype(dtype) * dt
+        y = step(dynamics, solver, spec, s.y, pid, t0, t1)
+        fd = s.first_divergence
+        bad = (fd < 0) & ~jnp.all(jnp.isfinite(y), axis=(1, 2))
+        fd = jnp.where(bad, n + 1, fd)
+        fp = s.first_passage
+        if detect:
+            hit = (fp < 0) & (fd < 0) & escaped(y[:, 0, :])
+            fp = jnp.where(hit, n + 1, fp)
+        return _State(y, fp, fd)
+
+    state = jax.lax.fori_loop(0, n_steps, body, state)
+    done = jnp.all((state.first_passage >= 0) | (state.first_divergence >= 0))
+    return state, done
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"solve_sde: {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_float(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+        np.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"solve_sde: {name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def solve_sde(
+    dynamics: AbstractDynamics,
+    *,
+    n_particles: int,
+    t1: float,
+    dt: float,
+    key: Key,
+    saveat_times=None,
+    escape: bool = True,
+    init: Array | None = None,
+    solver: diffrax.AbstractSolver | None = None,
+    brownian: BrownianKind | Callable[[Array], diffrax.AbstractBrownianPath] = "counter",
+    brownian_tol: float | None = None,
+    method: Literal["scan", "diffeqsolve"] = "scan",
+    chunk_size: int = 1024,
+    progress: bool = False,
+) -> SDEResult:
+    """Solve ``dynamics`` for ``n_particles`` independent particles with a constant step.
+
+    Each particle starts at ``init`` (default ``landscape.initial_point()``) in the model's initial state
+    (velocity 0, ``v`` stationary), runs ``t1 / dt`` solver steps of ``solver`` (default
+    ``dynamics.default_solver()``, Euler-Maruyama), and is tested for escape (``landscape.escaped``) and
+    divergence after every step. With ``escape=True`` the run stops early once every particle has escaped
+    or diverged and every save time is passed.
+
+    Args:
+        dynamics: an [`escape.dynamics.AbstractDynamics`][] (built from the optimizer's hyperparameters).
+        n_particles: number of particles.
+        t1: horizon in dynamical time (``eta * max_steps`` for a horizon of ``max_steps`` iterations); a
+            multiple of ``dt``.
+        dt: the step in dynamical time (``eta`` is one iteration; ``eta / k`` takes ``k`` steps per iteration).
+        key: a PRNG key. With ``brownian="counter"`` particle ``p``'s noise depends only on ``(key, p, t)``.
+        saveat_times: dynamical times (multiples of ``dt``, in ``[0, t1]``) at which to save every
+            particle's state; default none.
+        escape: whether to test for escape (``False``: run to ``t1``, e.g. for MSD from a saddle).
+        init: starting positions, shape ``(dim,)`` or ``(n_particles, dim)``; their dtype sets the state's.
+        solver: a fixed-step diffrax SDE solver: ``Euler`` (Ito), ``ItoMilstein`` (Ito, commutative noise),
+            ``SEA``/``ShARK`` (additive noise only, see ``dynamics.additive_noise()``).
+        brownian: ``"counter"`` (default, fastest), ``"unsafe"`` (``diffrax.UnsafeBrownianPath``),
+            ``"virtual"`` (``diffrax.VirtualBrownianTree``: the same path for every ``dt``), or an
+            ``eqx.Module`` mapping a particle index (uint32 scalar) to a diffrax Brownian path of shape
+            ``dynamics.brownian_shape(dtype)`` with the Levy area the solver needs (then ``key`` is unused).
+        brownian_tol: the virtual tree's tolerance (default ``dt / 8``; fix it across step sizes to keep
+            the same path).
+        method: ``"scan"`` (default) or ``"diffeqsolve"`` (``jax.vmap(diffrax.diffeqsolve)`` with a boolean
+            ``diffrax.Event``; slower, for cross-checks; saved states after a particle's escape are inf).
+        chunk_size: solver steps per compiled call (the run can stop after any chunk).
+        progress: show a progress bar.
+
+    Returns:
+        An [`escape.dynamics.SDEResult`][].
+    """
+    if not isinstance(dynamics, AbstractDynamics):
+        raise ValueError(f"solve_sde: dynamics must be an AbstractDynamics, got {type(dynamics).__name__}")
+    n_particles = _check_int("n_particles", n_particles, 1)
+    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    t1 = _check_float("t1", t1)
+    dt = _check_float("dt", dt)
+    if not (brownian in BROWNIAN_KINDS or callable(brownian)):
+        raise ValueError(
+            f"solve_sde: brownian must be one of {BROWNIAN_KINDS} or a callable particle -> path, got {brownian!r}"
+        )
+    if method not in ("scan", "diffeqsolve"):
+        raise ValueError(f"solve_sde: method must be 'scan' or 'diffeqsolve', got {method!r}")
+    solver = dynamics.default_solver() if solver is None else solver
+    if not isinstance(solver, diffrax.AbstractSolver):
+        raise ValueError(f"solve_sde: solver must be a diffrax solver, got {type(solver).__name__}")
+    n_total = int(_grid_index("t1", np.array([t1]), dt)[0])
+    ts = np.zeros((0,)) if saveat_times is None else np.atleast_1d(np.asarray(saveat_times, dtype=np.float64))
+    if ts.ndim != 1 or np.any(np.diff(ts) < 0) or np.any(ts < 0) or np.any(ts > t1 * (1 + 1e-9)):
+        raise ValueError("solve_sde: saveat_times must be a sorted 1-d list of times in [0, t1]")
+    save_steps = _grid_index("saveat_times", ts, dt)
+
+    dim = dynamics.dim
+    theta0 = dynamics.landscape.initial_point() if init is None else jnp.asarray(init)
+    if theta0.shape == (dim,):
+        theta0 = jnp.broadcast_to(theta0, (n_particles, dim))
+    if theta0.shape != (n_particles, dim):
+        raise ValueError(f"solve_sde: init must have shape ({dim},) or ({n_particles}, {dim}), got {theta0.shape}")
+    if not jnp.issubdtype(theta0.dtype, jnp.floating):
+        theta0 = theta0.astype(jnp.float32)
+    dtype = theta0.dtype
+    y0 = jax.vmap(dynamics.initial_state)(theta0).astype(dtype)
+    levy_area = getattr(solver, "minimal_levy_area", diffrax.BrownianIncrement)
+    if levy_area is diffrax.AbstractSpaceTimeLevyArea:
+        levy_area = diffrax.SpaceTimeLevyArea
+    elif levy_area is diffrax.AbstractBrownianIncrement:
+        levy_area = diffrax.BrownianIncrement
+    tol = dt / 8 if brownian_tol is None else _check_float("brownian_tol", brownian_tol)
+    if callable(brownian):
+        spec = brownian
+    else:
+        spec = BrownianSpec(brownian, dynamics.brownian_shape(dtype), levy_area, key, float(t1), tol)
+    pid = jnp.arange(n_particles, dtype=jnp.uint32)
+    common = dict(
+        t1=float(t1),
+        dt=float(dt),
+        learning_rate=dynamics.learning_rate,
+        ts=jnp.asarray(save_steps * dt, dtype),
+        theta0=theta0,
+        components=tuple(dynamics.components),
+    )
+    if method == "diffeqsolve":
+        return _solve_diffeqsolve(dynamics, solver, spec, y0, pid, n_total, save_steps, escape, common)
+
+    state = _State(y0, jnp.full((n_particles,), -1, jnp.int32), jnp.full((n_particles,), -1, jnp.int32))
+    saves = []
+    si = 0
+    while si < len(save_steps) and save_steps[si] == 0:
+        saves.append(state.y)
+        si += 1
+    n = 0
+    dt_arr = jnp.asarray(dt, dtype)
+    bar = tqdm(total=n_total, disable=not progress, unit="step", leave=False, dynamic_ncols=True)
+    try:
+        while n < n_total:
+            stop = min(n + chunk_size, n_total)
+            if si < len(save_steps):
+                stop = min(stop, int(save_steps[si]))
+            state, done = _advance(
+                dynamics, solver, spec, bool(escape), state, pid, jnp.int32(n), jnp.int32(stop - n), dt_arr
+            )
+            bar.update(stop - n)
+            n = stop
+            while si < len(save_steps) and save_steps[si] == n:
+                saves.append(state.y)
+                si += 1
+            if escape and si == len(save_steps) and bool(done):
+                break
+    finally:
+        bar.close()
+    ys = jnp.stack(saves) if saves else jnp.zeros((0,) + y0.shape, dtype)
+    to_time = lambda k: jnp.where(k >= 0, k.astype(dtype) * dt, -1.0).astype(dtype)
+    return SDEResult(
+        first_passage_time=to_time(state.first_passage),
+        first_divergence_time=to_time(state.first_divergence),
+        t_run=n * float(dt),
+        n_steps=n,
+        final=state.y,
+        ys=ys,
+        **common,
+    )
+
+
+def _solve_diffeqsolve(dynamics, solver, spec, y0, pid, n_total, save_steps, escape, common) -> SDEResult:
+    """``jax.vmap(diffrax.diffeqsolve)`` over particles, boolean ``diffrax.Event`` for escape."""
+    dt, t1 = common["dt"], common["t1"]
+    dtype = y0.dtype
+    ts = common["ts"]
+    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)])
+
+    @eqx.filter_jit
+    def run(dynamics, solver, spec, y0, pid):
+        event = None
+        if escape:
+            event = diffrax.Event(lambda t, y, args, **kwargs: dynamics.landscape.escaped(y[0]))
+
+        def one(y, p):
+            sol = diffrax.diffeqsolve(
+                dynamics.terms(spec(p)),
+                solver,
+                t0=jnp.asarray(0.0, dtype),
+                t1=jnp.asarray(n_total * dt, dtype),
+                dt0=jnp.asarray(dt, dtype),
+                y0=y,
+                saveat=saveat,
+                event=event,
+                max_steps=n_total + 1,
+                adjoint=diffrax.ForwardMode(),
+                throw=False,
+            )
+            (_, t_end), (ys, y_end) = sol.ts, sol.ys
+            hit = sol.event_mask if escape else jnp.asarray(False)
+            return jnp.where(hit, t_end[0], -1.0).astype(dtype), ys, y_end[0]
+
+        return jax.vmap(one)(y0, pid)
+
+    fp, ys, final = run(dynamics, solver, spec, y0, pid)
+    ys = jnp.moveaxis(ys, 1, 0)
+    fd = jnp.where(jnp.all(jnp.isfinite(final), axis=(1, 2)) | (fp >= 0), -1.0, n_total * dt).astype(dtype)
+    return SDEResult(
+        first_passage_time=fp,
+        first_divergence_time=fd,
+        t_run=n_total * dt,
+        n_steps=n_total,
+        final=final,
+        ys=ys,
+        **common,
+    )
