@@ -5,9 +5,10 @@ discrete engine (``escape._random``): word ``j`` of particle ``p`` over the step
 
     threefry2x32(fold_in(key, bits(t0)), (p, j // 2))[j % 2]
 
-with ``bits(t0)`` the float32 bit pattern of ``t0``. One shared ``fold_in`` per step and one threefry call
-per two normals per particle: cheaper than ``diffrax.UnsafeBrownianPath`` with one key per particle (two
-``fold_in`` and a ``split`` per particle per step), and the result for a key does not depend on the number
+with ``bits(t0)`` the float32 bit pattern of ``t0`` (``escape._random.block_words`` with that block).
+One shared ``fold_in`` per step and one (unrolled) threefry call per two normals per particle: cheaper
+than ``diffrax.UnsafeBrownianPath`` with one key per particle (two ``fold_in`` and a ``split`` per
+particle per step, with JAX's rolled threefry), and the result for a key does not depend on the number
 of particles run beside it. Like ``UnsafeBrownianPath`` it is valid only for fixed steps and without
 backpropagation: increments over different intervals are independent, so only the solver's own step
 intervals may be queried. For the same Brownian path at several step sizes (strong-order tests) use
@@ -21,29 +22,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.random import threefry2x32_p
 
 from .. import _random
 from .._custom_types import Array, Key, UInt32
 
 BrownianKind = Literal["counter", "unsafe", "virtual"]
 BROWNIAN_KINDS: tuple[str, ...] = ("counter", "unsafe", "virtual")
-
-
-def _words(key: Key, block, particle: UInt32[Array, ""], n_words: int) -> UInt32[Array, " words"]:
-    """``escape._random.block_words`` for one particle, written so that it vmaps over ``particle``.
-
-    Every threefry operand is derived from ``particle`` (the primitive's batching rule wants all four
-    operands batched alike); the shared ``fold_in`` stays unbatched.
-    """
-    kb = jax.random.key_data(jax.random.fold_in(key, block))
-    zero = particle * jnp.uint32(0)  # data-dependent, hence batched like `particle` under vmap
-    k0, k1 = zero + kb[0], zero + kb[1]
-    halves = []
-    for j in range(n_words // 2):
-        a, b = threefry2x32_p.bind(k0, k1, particle, zero + jnp.uint32(j))
-        halves += [a, b]
-    return jnp.stack(halves)
 
 
 class CounterBrownianPath(diffrax.AbstractBrownianPath):
@@ -86,7 +70,8 @@ class CounterBrownianPath(diffrax.AbstractBrownianPath):
         n_normals = 2 * size if self.levy_area is diffrax.SpaceTimeLevyArea else size
         n_words = n_normals + (n_normals % 2)
         block = jax.lax.bitcast_convert_type(jnp.asarray(t0, jnp.float32), jnp.uint32)
-        z = _random.normal(_words(self.key, block, self.particle, n_words)).astype(dtype)
+        words = _random.block_words(self.key, block, self.particle[None], n_words)[0]
+        z = _random.normal(words).astype(dtype)
         h = jnp.asarray(t1 - t0, dtype)
         w = z[:size].reshape(self.shape.shape) * jnp.sqrt(h)
         if not use_levy:

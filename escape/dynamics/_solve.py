@@ -339,7 +339,8 @@ def _solve_diffeqsolve(dynamics, solver, spec, y0, pid, n_total, save_steps, esc
     dt, t1 = common["dt"], common["t1"]
     dtype = y0.dtype
     ts = common["ts"]
-    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)])
+    subs = [diffrax.SubSaveAt(t1=True)] + ([diffrax.SubSaveAt(ts=ts)] if len(save_steps) else [])
+    saveat = diffrax.SaveAt(subs=subs)
 
     @eqx.filter_jit
     def run(dynamics, solver, spec, y0, pid):
@@ -361,9 +362,10 @@ def _solve_diffeqsolve(dynamics, solver, spec, y0, pid, n_total, save_steps, esc
                 adjoint=diffrax.ForwardMode(),
                 throw=False,
             )
-            (_, t_end), (ys, y_end) = sol.ts, sol.ys
+            t_end, y_end = sol.ts[0][0], sol.ys[0][0]
+            ys = sol.ys[1] if len(save_steps) else jnp.zeros((0,) + y.shape, dtype)
             hit = sol.event_mask if escape else jnp.asarray(False)
-            return jnp.where(hit, t_end[0], -1.0).astype(dtype), ys, y_end[0]
+            return jnp.where(hit, t_end, -1.0).astype(dtype), ys, y_end
 
         return jax.vmap(one)(y0, pid)
 
