@@ -392,8 +392,9 @@ def test_sde_escape_rate_matches_the_exact_mean_first_passage_time():
     print("escapes", rate.events, "rate * exact time", rate.rate * exact, "1/sqrt(d)", rate.log_rate_se)
     assert rate.events > 800 and rate.diverged == 0
     assert abs(np.log(rate.rate * exact)) < 3 * rate.log_rate_se
-    fp = np.asarray(res.first_passage)[np.asarray(res.escaped)]
+    fp = res.first_passage[np.asarray(res.escaped)]
     assert np.all(fp <= res.steps_run) and res.steps_run == pytest.approx(600.0)
+    np.testing.assert_allclose(res.first_passage_time, np.where(res.first_passage >= 0, eta * res.first_passage, -1))
 
 
 def test_scan_and_diffeqsolve_agree_on_the_same_brownian_path():
@@ -408,7 +409,7 @@ def test_scan_and_diffeqsolve_agree_on_the_same_brownian_path():
     esc = np.asarray(fast.escaped)
     assert 5 < esc.sum() < 32
     np.testing.assert_array_equal(esc, np.asarray(slow.escaped))
-    np.testing.assert_allclose(np.asarray(fast.first_passage)[esc], np.asarray(slow.first_passage)[esc], rtol=1e-5)
+    np.testing.assert_array_equal(fast.first_passage_step, slow.first_passage_step)
     late = ~esc | (np.asarray(fast.first_passage_time) > 0.5)  # diffeqsolve saves inf after its event
     assert late.sum() > 5
     np.testing.assert_allclose(fast.ys[:, late], slow.ys[:, late], rtol=1e-4, atol=1e-5)
@@ -423,12 +424,15 @@ def test_counter_noise_does_not_depend_on_chunks_saves_or_particle_count():
     b = solve_sde(dyn, n_particles=48, chunk_size=1000, saveat_times=[1.0, 2.5], **kw)
     c = solve_sde(dyn, n_particles=80, chunk_size=37, **kw)
     assert 10 < np.asarray(a.escaped).sum()
-    np.testing.assert_array_equal(a.first_passage, b.first_passage)
-    np.testing.assert_array_equal(a.first_passage, c.first_passage[:48])
+    np.testing.assert_array_equal(a.first_passage_step, b.first_passage_step)
+    np.testing.assert_array_equal(a.first_passage_step, c.first_passage_step[:48])
     d = solve_sde(dyn, n_particles=48, **{**kw, "key": jax.random.key(8)})
-    assert not np.array_equal(a.first_passage, d.first_passage)
-    # early stop once every particle is out, and the result is one the estimators read
-    assert a.t_run <= kw["t1"] and censored_rate(a).events == int(np.asarray(a.escaped).sum())
+    assert not np.array_equal(a.first_passage_step, d.first_passage_step)
+    # the estimators read the result; an escape at the very last step is not beyond the horizon
+    rate = censored_rate(a)
+    assert rate.events == int(np.asarray(a.escaped).sum()) and a.t_run <= kw["t1"]
+    last = eqx.tree_at(lambda r: r.first_passage_step, a, jnp.full(48, a.n_steps, jnp.int32))
+    assert censored_rate(last).events == 48
 
 
 def test_solve_sde_saves_the_msd_and_checks_its_arguments():

@@ -37,30 +37,28 @@ class SDEResult(eqx.Module):
     """Raw result of :func:`solve_sde`, one entry per particle; compatible with ``escape.stats``.
 
     Attributes:
-        first_passage_time: dynamical time ``t`` at the end of the step where the escape test first held
-            (-1: never).
-        first_divergence_time: time of the first non-finite state (-1: never).
-        t_run: dynamical time simulated (``t1`` unless every particle finished earlier).
-        t1: the horizon asked for.
-        n_steps: solver steps run.
-        dt: the step.
-        learning_rate: ``eta`` of the model (iterations ``T = t / eta``).
+        first_passage_step: solver steps taken when the escape test first held (-1: never).
+        first_divergence_step: solver steps taken when the state first became non-finite (-1: never).
+        n_steps: solver steps run (``t1 / dt`` unless every particle finished earlier).
+        t1: the horizon asked for (dynamical time).
+        dt: the step (dynamical time).
+        learning_rate: ``eta`` of the model: ``T = t / eta`` iterations.
         final: states at the end, shape ``(particles, components, dim)``.
         ts: the save times, shape ``(saves,)``.
         ys: states at ``ts``, shape ``(saves, particles, components, dim)``.
         theta0: starting positions, shape ``(particles, dim)``.
         components: names of the state's rows.
 
-    The properties ``first_passage`` and ``steps_run`` give the same in iterations ``T = t / eta`` (floats),
-    so ``escape.stats.censored_rate(result)`` gives a rate per iteration, comparable with the discrete
-    engine's.
+    ``first_passage`` / ``steps_run`` (iterations, float64) and ``first_passage_time`` / ``t_run``
+    (dynamical time) are computed from the step counts with one multiplier each, so an escape at the last
+    step never lies beyond the horizon: ``escape.stats.censored_rate(result)`` reads this result as it
+    reads an ``EscapeResult`` and gives a rate per iteration.
     """
 
-    first_passage_time: Float[Array, " particles"]
-    first_divergence_time: Float[Array, " particles"]
-    t_run: float = eqx.field(static=True)
-    t1: float = eqx.field(static=True)
+    first_passage_step: Int[Array, " particles"]
+    first_divergence_step: Int[Array, " particles"]
     n_steps: int = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
     dt: float = eqx.field(static=True)
     learning_rate: float = eqx.field(static=True)
     final: Float[Array, "particles components dim"]
@@ -69,21 +67,33 @@ class SDEResult(eqx.Module):
     theta0: Points
     components: tuple[str, ...] = eqx.field(static=True)
 
-    @property
-    def first_passage(self) -> Float[Array, " particles"]:
-        """Escape time in iterations ``t / eta`` (-1: never)."""
-        t = self.first_passage_time
-        return jnp.where(t >= 0, t / self.learning_rate, -1.0)
+    def _scaled(self, steps, unit: float) -> np.ndarray:
+        k = np.asarray(steps)
+        return np.where(k >= 0, k * unit, -1.0)
 
     @property
-    def first_divergence(self) -> Float[Array, " particles"]:
-        t = self.first_divergence_time
-        return jnp.where(t >= 0, t / self.learning_rate, -1.0)
+    def first_passage_time(self) -> np.ndarray:
+        """Dynamical time at the end of the step where the escape test first held (-1: never)."""
+        return self._scaled(self.first_passage_step, self.dt)
+
+    @property
+    def first_passage(self) -> np.ndarray:
+        """Escape time in iterations ``t / eta`` (-1: never)."""
+        return self._scaled(self.first_passage_step, self.dt / self.learning_rate)
+
+    @property
+    def first_divergence(self) -> np.ndarray:
+        return self._scaled(self.first_divergence_step, self.dt / self.learning_rate)
+
+    @property
+    def t_run(self) -> float:
+        """Dynamical time simulated."""
+        return self.n_steps * self.dt
 
     @property
     def steps_run(self) -> float:
         """The observation horizon in iterations, ``t_run / eta``."""
-        return self.t_run / self.learning_rate
+        return self.n_steps * (self.dt / self.learning_rate)
 
     @property
     def max_steps(self) -> float:
@@ -91,12 +101,12 @@ class SDEResult(eqx.Module):
 
     @property
     def escaped(self) -> Bool[Array, " particles"]:
-        fp, fd = self.first_passage_time, self.first_divergence_time
+        fp, fd = self.first_passage_step, self.first_divergence_step
         return (fp >= 0) & ((fd < 0) | (fd > fp))
 
     @property
     def diverged(self) -> Bool[Array, " particles"]:
-        return (self.first_divergence_time >= 0) & ~self.escaped
+        return (self.first_divergence_step >= 0) & ~self.escaped
 
     @property
     def censored(self) -> Bool[Array, " particles"]:
@@ -104,7 +114,7 @@ class SDEResult(eqx.Module):
 
     @property
     def n_particles(self) -> int:
-        return int(self.first_passage_time.shape[0])
+        return int(self.first_passage_step.shape[0])
 
     @property
     def positions(self) -> Float[Array, "saves particles dim"]:
@@ -118,7 +128,7 @@ class SDEResult(eqx.Module):
 
     def summary(self) -> dict:
         esc = np.asarray(self.escaped)
-        fp = np.asarray(self.first_passage)
+        fp = self.first_passage
         return {
             "particles": self.n_particles,
             "escapes": int(esc.sum()),
@@ -144,6 +154,9 @@ def _grid_index(name: str, t: np.ndarray, dt: float) -> np.ndarray:
 
 
 def _particle_step(dynamics, solver, spec, y, particle, t0, t1):
+    """One diffrax solver step of one particle. The solver state is rebuilt by ``init`` every step: exact
+    for every solver (FSAL solvers only lose their cached first stage), and free for the fixed-step SDE
+    solvers used here, whose state is ``None``."""
     terms = dynamics.terms(spec(particle))
     state = solver.init(terms, t0, t1, y, None)
     y1, _, _, _, _ = solver.step(terms, t0, t1, y, None, state, made_jump=False)
@@ -322,11 +335,9 @@ def solve_sde(
     finally:
         bar.close()
     ys = jnp.stack(saves) if saves else jnp.zeros((0,) + y0.shape, dtype)
-    to_time = lambda k: jnp.where(k >= 0, k.astype(dtype) * dt, -1.0).astype(dtype)
     return SDEResult(
-        first_passage_time=to_time(state.first_passage),
-        first_divergence_time=to_time(state.first_divergence),
-        t_run=n * float(dt),
+        first_passage_step=state.first_passage,
+        first_divergence_step=state.first_divergence,
         n_steps=n,
         final=state.y,
         ys=ys,
@@ -336,7 +347,7 @@ def solve_sde(
 
 def _solve_diffeqsolve(dynamics, solver, spec, y0, pid, n_total, save_steps, escape, common) -> SDEResult:
     """``jax.vmap(diffrax.diffeqsolve)`` over particles, boolean ``diffrax.Event`` for escape."""
-    dt, t1 = common["dt"], common["t1"]
+    dt = common["dt"]
     dtype = y0.dtype
     ts = common["ts"]
     subs = [diffrax.SubSaveAt(t1=True)] + ([diffrax.SubSaveAt(ts=ts)] if len(save_steps) else [])
@@ -365,17 +376,18 @@ def _solve_diffeqsolve(dynamics, solver, spec, y0, pid, n_total, save_steps, esc
             t_end, y_end = sol.ts[0][0], sol.ys[0][0]
             ys = sol.ys[1] if len(save_steps) else jnp.zeros((0,) + y.shape, dtype)
             hit = sol.event_mask if escape else jnp.asarray(False)
-            return jnp.where(hit, t_end, -1.0).astype(dtype), ys, y_end
+            step = jnp.rint(t_end / dt).astype(jnp.int32)
+            return jnp.where(hit, step, -1), ys, y_end
 
         return jax.vmap(one)(y0, pid)
 
     fp, ys, final = run(dynamics, solver, spec, y0, pid)
     ys = jnp.moveaxis(ys, 1, 0)
-    fd = jnp.where(jnp.all(jnp.isfinite(final), axis=(1, 2)) | (fp >= 0), -1.0, n_total * dt).astype(dtype)
+    # divergence is only known at the end here (no per-step record): marked at the last step
+    fd = jnp.where(jnp.all(jnp.isfinite(final), axis=(1, 2)) | (fp >= 0), -1, n_total).astype(jnp.int32)
     return SDEResult(
-        first_passage_time=fp,
-        first_divergence_time=fd,
-        t_run=n_total * dt,
+        first_passage_step=fp,
+        first_divergence_step=fd,
         n_steps=n_total,
         final=final,
         ys=ys,
