@@ -1,18 +1,17 @@
 """Fixed-step SDE solves of many particles: first-passage times and saved states (MSD).
 
-Why not ``jax.vmap(diffrax.diffeqsolve)``: with a constant step, no backpropagation and no dense output,
-almost everything ``diffeqsolve`` does per step is overhead for this use: the step-size controller and
-its bookkeeping, the event machinery, interpolation into ``SaveAt(ts=...)`` buffers, a checkpointed
-``while_loop`` (default adjoint), and -- with ``diffrax.VirtualBrownianTree`` -- a descent of the Brownian
-tree (``log2(t1 / tol)`` levels of random draws) for every increment. Under ``vmap`` the batched
-``while_loop`` also runs until the slowest particle is done while carrying all of that state. See
-``docs/api/dynamics.md`` for the measured cost of each.
+Naive ``jax.vmap(diffrax.diffeqsolve)`` use is slow mostly because of the Brownian path: a
+``diffrax.VirtualBrownianTree`` descends ``log2(t1 / tol)`` levels of random draws for every increment
+(25-30x the rest of a step here); dense ``SaveAt(ts=...)`` costs another 2x. With a constant step, no
+backpropagation, ``ForwardMode`` and a boolean ``Event``, ``diffeqsolve`` itself costs little (measured in
+``docs/api/dynamics.md``).
 
-:func:`solve_sde` keeps diffrax's terms and solvers and drops the rest: the per-particle step
-``solver.step(terms, t0, t1, y, ...)`` (diffrax's manual-stepping API) is vmapped over particles inside a
-jitted ``fori_loop``, increments come from counter-based words (``CounterBrownianPath``), escape is tested
-after every step (the in-loop equivalent of a boolean ``diffrax.Event``), and states are saved only at
-chunk boundaries placed on the requested times. ``method="diffeqsolve"`` runs the same model through
+:func:`solve_sde` keeps diffrax's terms and solvers and drives them with diffrax's per-step API
+``solver.step(terms, t0, t1, y, ...)``, vmapped over particles inside a jitted ``fori_loop`` whose step count
+and ``dt`` are traced (no recompilation across horizons). Increments come from counter-based words
+(``CounterBrownianPath``), escape is tested after every step (the in-loop equivalent of a boolean
+``diffrax.Event``), the run stops after the first chunk in which every particle is done, and states are saved
+only at chunk boundaries placed on the requested times. ``method="diffeqsolve"`` runs the same model through
 ``jax.vmap(diffrax.diffeqsolve)`` with a boolean ``diffrax.Event`` (for cross-checks and benchmarks).
 """
 
@@ -247,8 +246,9 @@ def solve_sde(
             ``dynamics.brownian_shape(dtype)`` with the Levy area the solver needs (then ``key`` is unused).
         brownian_tol: the virtual tree's tolerance (default ``dt / 8``; fix it across step sizes to keep
             the same path).
-        method: ``"scan"`` (default) or ``"diffeqsolve"`` (``jax.vmap(diffrax.diffeqsolve)`` with a boolean
-            ``diffrax.Event``; slower, for cross-checks; saved states after a particle's escape are inf).
+        method: ``"scan"`` (default) or ``"diffeqsolve"`` (``jax.vmap(diffrax.diffeqsolve)``, ``ForwardMode``,
+            a boolean ``diffrax.Event``; for cross-checks: no early stop, one compilation per horizon,
+            divergence seen only at the end, saved states after a particle's escape are inf).
         chunk_size: solver steps per compiled call (the run can stop after any chunk).
         progress: show a progress bar.
 
@@ -306,7 +306,7 @@ def solve_sde(
         components=tuple(dynamics.components),
     )
     if method == "diffeqsolve":
-        return _solve_diffeqsolve(dynamics, solver, spec, y0, pid, n_total, save_steps, escape, common)
+        return _solve_diffeqsolve(dynamics, solver, spec, y0, pid, n_total, escape, common)
 
     state = _State(y0, jnp.full((n_particles,), -1, jnp.int32), jnp.full((n_particles,), -1, jnp.int32))
     saves = []
@@ -345,44 +345,39 @@ def solve_sde(
     )
 
 
-def _solve_diffeqsolve(dynamics, solver, spec, y0, pid, n_total, save_steps, escape, common) -> SDEResult:
-    """``jax.vmap(diffrax.diffeqsolve)`` over particles, boolean ``diffrax.Event`` for escape."""
-    dt = common["dt"]
+@eqx.filter_jit
+def _diffeqsolve_particles(dynamics, solver, spec, y0, pid, ts, dt, n_total: int, escape: bool):
+    """``jax.vmap(diffrax.diffeqsolve)`` over particles with a boolean ``diffrax.Event`` for escape."""
     dtype = y0.dtype
-    ts = common["ts"]
-    subs = [diffrax.SubSaveAt(t1=True)] + ([diffrax.SubSaveAt(ts=ts)] if len(save_steps) else [])
+    subs = [diffrax.SubSaveAt(t1=True)] + ([diffrax.SubSaveAt(ts=ts)] if ts.shape[0] else [])
     saveat = diffrax.SaveAt(subs=subs)
+    event = diffrax.Event(lambda t, y, args, **kwargs: dynamics.landscape.escaped(y[0])) if escape else None
 
-    @eqx.filter_jit
-    def run(dynamics, solver, spec, y0, pid):
-        event = None
-        if escape:
-            event = diffrax.Event(lambda t, y, args, **kwargs: dynamics.landscape.escaped(y[0]))
+    def one(y, p):
+        sol = diffrax.diffeqsolve(
+            dynamics.terms(spec(p)),
+            solver,
+            t0=jnp.zeros((), dtype),
+            t1=n_total * dt,
+            dt0=dt,
+            y0=y,
+            saveat=saveat,
+            event=event,
+            max_steps=n_total + 1,
+            adjoint=diffrax.ForwardMode(),
+            throw=False,
+        )
+        t_end, y_end = sol.ts[0][0], sol.ys[0][0]
+        ys = sol.ys[1] if ts.shape[0] else jnp.zeros((0,) + y.shape, dtype)
+        hit = sol.event_mask if escape else jnp.asarray(False)
+        return jnp.where(hit, jnp.rint(t_end / dt).astype(jnp.int32), -1), ys, y_end
 
-        def one(y, p):
-            sol = diffrax.diffeqsolve(
-                dynamics.terms(spec(p)),
-                solver,
-                t0=jnp.asarray(0.0, dtype),
-                t1=jnp.asarray(n_total * dt, dtype),
-                dt0=jnp.asarray(dt, dtype),
-                y0=y,
-                saveat=saveat,
-                event=event,
-                max_steps=n_total + 1,
-                adjoint=diffrax.ForwardMode(),
-                throw=False,
-            )
-            t_end, y_end = sol.ts[0][0], sol.ys[0][0]
-            ys = sol.ys[1] if len(save_steps) else jnp.zeros((0,) + y.shape, dtype)
-            hit = sol.event_mask if escape else jnp.asarray(False)
-            step = jnp.rint(t_end / dt).astype(jnp.int32)
-            return jnp.where(hit, step, -1), ys, y_end
+    return jax.vmap(one)(y0, pid)
 
-        return jax.vmap(one)(y0, pid)
 
-    fp, ys, final = run(dynamics, solver, spec, y0, pid)
-    ys = jnp.moveaxis(ys, 1, 0)
+def _solve_diffeqsolve(dynamics, solver, spec, y0, pid, n_total, escape, common) -> SDEResult:
+    dt = jnp.asarray(common["dt"], y0.dtype)
+    fp, ys, final = _diffeqsolve_particles(dynamics, solver, spec, y0, pid, common["ts"], dt, n_total, bool(escape))
     # divergence is only known at the end here (no per-step record): marked at the last step
     fd = jnp.where(jnp.all(jnp.isfinite(final), axis=(1, 2)) | (fp >= 0), -1, n_total).astype(jnp.int32)
     return SDEResult(
@@ -390,6 +385,6 @@ def _solve_diffeqsolve(dynamics, solver, spec, y0, pid, n_total, save_steps, esc
         first_divergence_step=fd,
         n_steps=n_total,
         final=final,
-        ys=ys,
+        ys=jnp.moveaxis(ys, 1, 0),
         **common,
     )
