@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import curvature as curvature
 from . import data as data
+from . import dynamics as dynamics
 from . import landscapes as landscapes
 from . import models as models
 from . import optim as optim

@@ -136,3 +136,18 @@ def test_bad_input_raises_one_line_value_error(build, match):
     assert "\n" not in str(e.value)
     if match:
         assert match in str(e.value)
+
+
+@pytest.mark.parametrize("n_data", [3000, None])
+def test_closed_form_data_covariance_matches_samples(n_data):
+    st = StyblinskiTang(dim=3, sharpness=1.7, n_data=n_data, data_seed=2)
+    theta = st.initial_point() * jnp.array([1.0, 0.5, -0.3])
+    if n_data is None:
+        x = np.random.default_rng(0).standard_normal((2_000_000, 3))
+        tol = 5 * np.sqrt(2.0 / 2_000_000) * 10  # heavy tails: generous multiple of the Gaussian SE of a variance
+    else:
+        x = np.random.default_rng(2).standard_normal((n_data, 3))  # the landscape's own data set: exact
+        tol = 1e-4
+    u = np.sqrt(1.7) * np.asarray(theta, np.float64) - x
+    direct = 1.7 * np.var(2 * u**3 - 16 * u + 2.5, axis=0)
+    np.testing.assert_allclose(np.asarray(st.data_covariance_diag(theta)), direct, rtol=tol)

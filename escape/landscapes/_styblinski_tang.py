@@ -22,9 +22,17 @@ def _grad_1d(u):
     return 2.0 * u * u * u - 16.0 * u + 2.5
 
 
-def _var_1d_grad(u, x):
-    """Var over samples x of f'(u - x), per coordinate."""
-    return jnp.var(_grad_1d(u[None, :] - x), axis=0)
+def _var_1d_grad(u, moments):
+    """Var_x f'(u - x) per coordinate, in closed form from the raw moments m_0..m_6 of x.
+
+    f'(u - x) = a0 + a1 x + a2 x^2 + a3 x^3 with a0 = f'(u), a1 = -f''(u) = 16 - 6u^2, a2 = 6u, a3 = -2, so
+    E f' = sum_j a_j m_j and E f'^2 = sum_ij a_i a_j m_(i+j).
+    """
+    a = jnp.stack([_grad_1d(u), 16.0 - 6.0 * u * u, 6.0 * u, jnp.full_like(u, -2.0)], axis=-1)  # (dim, 4)
+    mean = jnp.sum(a * moments[:, :4], axis=-1)
+    idx = jnp.arange(4)[:, None] + jnp.arange(4)[None, :]
+    second = jnp.einsum("di,dj,dij->d", a, a, moments[:, idx])
+    return second - mean * mean
 
 
 def _quartic_coefficients(m1, m2, m3, m4):
@@ -83,6 +91,7 @@ class StyblinskiTang(AbstractLandscape):
     coef: Float[Array, "dim 5"]
     u_saddle: Float[Array, " dim"]
     u_local: Float[Array, " dim"]
+    moments: Float[Array, "dim 7"]
     _coef64: tuple = eqx.field(static=True)
     separable: ClassVar[bool] = True
 
@@ -106,13 +115,13 @@ class StyblinskiTang(AbstractLandscape):
         self.data_seed = int(data_seed)
         if self.n_data is None:
             self.data = None
-            ones = np.ones(self.dim)
-            moments = (0.0 * ones, ones, 0.0 * ones, 3.0 * ones)
+            raw = np.tile(np.array([1.0, 0.0, 1.0, 0.0, 3.0, 0.0, 15.0]), (self.dim, 1))  # N(0, 1) moments
         else:
             x = np.random.default_rng(self.data_seed).standard_normal((self.n_data, self.dim))
             self.data = jnp.asarray(x, dtype=jnp.float32)
-            moments = tuple(np.mean(x**j, axis=0) for j in (1, 2, 3, 4))
-        coef = _quartic_coefficients(*moments)
+            raw = np.stack([np.mean(x**j, axis=0) for j in range(7)], axis=-1)
+        self.moments = jnp.asarray(raw, dtype=jnp.float32)
+        coef = _quartic_coefficients(*(raw[:, j] for j in (1, 2, 3, 4)))
         roots = _stationary_points(coef)
         self._coef64 = tuple(tuple(float(v) for v in row) for row in coef)
         self.coef = jnp.asarray(coef, dtype=jnp.float32)
@@ -177,9 +186,5 @@ class StyblinskiTang(AbstractLandscape):
         return self.scale * jnp.mean(_grad_1d(self.scale * theta[None, :] - x), axis=0)
 
     def data_covariance_diag(self, theta):
-        """Per-sample gradient variance: ``k Var_x f'(sqrt(k) theta - x)`` per coordinate."""
-        if self.data is None:
-            x = jax.random.normal(jax.random.key(self.data_seed), (65536, self.dim))
-        else:
-            x = self.data
-        return self.sharpness * _var_1d_grad(self.scale * theta, x)
+        """Per-sample gradient variance ``k Var_x f'(sqrt(k) theta - x)`` per coordinate (closed form)."""
+        return self.sharpness * _var_1d_grad(self.scale * theta, self.moments)
