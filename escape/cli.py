@@ -1,4 +1,4 @@
-"""The ``escape`` command: list, run, fit and plot experiments.
+"""The ``escape`` command: list, run, fit and plot experiments; train a model.
 
 Bad input gives a one-line message on stderr and exit code 2, never a traceback
 (set ``ESCAPE_DEBUG=1`` to see one).
@@ -18,6 +18,9 @@ from .experiments import (
     plot_experiment,
     run_experiment,
 )
+from .experiments._config import _parse_value
+from .experiments._runner import experiment_report
+from .train import DATASETS, MODELS
 
 
 def _fail(message: str) -> None:
@@ -63,6 +66,10 @@ def run_cmd(experiment, out, sets, progress):
     """Run (or resume) EXPERIMENT, a bundled name or a TOML file."""
     config = apply_overrides(load_config(experiment), list(sets))
     table = run_experiment(config, out, progress=progress)
+    report = experiment_report(out, config)
+    if report is not None:
+        click.echo(report)
+        return
     _, fit_table = fit_experiment(out)
     _print_tables(table, fit_table)
     click.echo(f"\nwrote {out}/results.csv, fit.csv, manifest.json, escape_rates.png")
@@ -73,6 +80,10 @@ def run_cmd(experiment, out, sets, progress):
 def fit_cmd(directory):
     """Recompute fit.csv of a run DIRECTORY and print the fits."""
     table, fit_table = fit_experiment(directory)
+    report = experiment_report(directory)
+    if report is not None:
+        click.echo(report)
+        return
     _print_tables(table, fit_table)
 
 
@@ -81,6 +92,72 @@ def fit_cmd(directory):
 def plot_cmd(directory):
     """Redraw the figure of a run DIRECTORY."""
     click.echo(str(plot_experiment(directory)))
+
+
+def _milestones(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(m) for m in text.split(",") if m.strip())
+    except ValueError:
+        raise ValueError(f"train: --milestones must be comma-separated epochs such as 15,25, got {text!r}") from None
+
+
+def _optimizer_args(items) -> dict:
+    args = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"train: --opt expects KEY=VALUE (e.g. beta0=0.1), got {item!r}")
+        key, value = item.split("=", 1)
+        args[key.strip()] = _parse_value(value.strip())
+    return args
+
+
+@cli.command("train")
+@click.option("--data", type=click.Choice(DATASETS), default="digits", show_default=True, help="Data set.")
+@click.option("--model", type=click.Choice(list(MODELS)), default=None,
+              help="Network (default: small_resnet for digits, resnet18 for CIFAR).")
+@click.option("--optimizer", default="adai", show_default=True,
+              help="adai, adaiw, sgd, momentum (= sgd-momentum), adam, adamw, rmsprop, or any optax optimizer name.")
+@click.option("--lr", "learning_rate", type=float, default=0.1, show_default=True, help="Initial learning rate.")
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True, help="A multiple of the number of devices.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run directory (resumes from its checkpoint if it has one).")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True,
+              help="L2, except decoupled for adaiw and adamw.")
+@click.option("--milestones", default="", help="Epochs after which the learning rate is multiplied by --gamma, e.g. 15,25.")
+@click.option("--gamma", type=float, default=0.1, show_default=True, help="Learning-rate factor at each milestone.")
+@click.option("--bf16", is_flag=True, help="bfloat16 convolutions and activations (float32 parameters).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Directory of the CIFAR python files.")
+@click.option("--width", type=int, default=None, help="Model width (default: the model's).")
+@click.option("--opt", "opt_args", multiple=True, metavar="KEY=VALUE", help="Optimizer hyperparameter, e.g. beta0=0.1.")
+@click.option("--augment/--no-augment", default=None, help="Crop and flip (default: on for CIFAR, off for digits).")
+@click.option("--train-examples", type=int, default=None, help="Train on the first N training examples only.")
+@click.option("--test-examples", type=int, default=None, help="Evaluate on the first N test examples only.")
+@click.option("--devices", type=int, default=None, help="Number of local devices to use (default: all).")
+@click.option("--sharpness/--no-sharpness", default=True, show_default=True, help="Measure the solution's sharpness.")
+@click.option("--sharpness-examples", type=int, default=None, help="Training examples for the sharpness (default: all).")
+@click.option("--compilation-cache/--no-compilation-cache", default=True, show_default=True,
+              help="Persistent JAX compilation cache in OUT/.jax_cache.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def train_cmd(out, milestones, opt_args, compilation_cache, progress, **settings):
+    """Train a model (or resume training it in OUT) and measure the sharpness of the solution."""
+    from .train import TrainConfig, train, use_compilation_cache
+
+    settings = {k: v for k, v in settings.items() if v is not None}
+    config = TrainConfig(milestones=_milestones(milestones), optimizer_args=_optimizer_args(opt_args), **settings)
+    if compilation_cache:
+        use_compilation_cache(os.path.join(out, ".jax_cache"))
+    history = train(config, out, progress=progress)
+    for row in history.epochs[-3:]:
+        click.echo(f"epoch {row['epoch']:>3}  lr {row['lr']:.3g}  train loss {row['train_loss']:.4f}  "
+                   f"train acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f}  test acc {row['test_acc']:.4f}")
+    final = history.final or {}
+    if "lambda_max" in final:
+        click.echo(f"sharpness: lambda_max {final['lambda_max']:.4g}  trace {final['hessian_trace']:.4g} "
+                   f"± {final['hessian_trace_stderr']:.2g}  expected {final['expected_sharpness']:.4g} "
+                   f"± {final['expected_sharpness_stderr']:.2g} (sigma {final['sigma']:g})")
+    click.echo(f"wrote {out}/metrics.csv, metrics.json, checkpoint.json")
 
 
 def main(argv=None):

@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
-from . import _escape_rates
+from . import _compare, _escape_rates
 from ._config import ConfigError
 
-RUNNERS = {"escape-rates": _escape_rates}
+RUNNERS = {"escape-rates": _escape_rates, "compare": _compare}
 
 
 def _module(config: dict):
@@ -37,8 +37,16 @@ def fit_experiment(out):
 
 
 def plot_experiment(out):
-    """Redraw the figure of a run directory."""
+    """Redraw the figure of a run directory (the runner's own ``plot`` where it has one)."""
     from ._plots import plot_escape_rates
 
-    _stored_config(out)
+    mod = _module(_stored_config(out))
+    if hasattr(mod, "plot"):
+        return mod.plot(Path(out))
     return plot_escape_rates(Path(out))
+
+
+def experiment_report(out, config: dict | None = None) -> str | None:
+    """The runner's own text report of a run directory, or None where the runner has none."""
+    mod = _module(config if config is not None else _stored_config(out))
+    return mod.report(Path(out)) if hasattr(mod, "report") else None

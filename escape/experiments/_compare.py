@@ -1,0 +1,259 @@
+"""The optimizer comparison (paper section 6 and App. D, at the scale of a CPU): each optimizer over several
+seeds; final test accuracy, training loss and the sharpness of the solution; learning curves.
+
+Config: ``seeds`` (a list of integers); ``[run]``, fields of [`escape.train.TrainConfig`][] shared by every run
+(data, model, epochs, batch size, milestones, sharpness settings, ...); ``[optimizers.LABEL]``, the ``optimizer``
+name, and TrainConfig fields for that optimizer (``learning_rate``, ``weight_decay``, or any ``[run]`` field to
+override); any other key is a hyperparameter of the optimizer (``beta0``, ``b1``, ...). ``compilation_cache``
+(top level) turns on JAX's persistent compilation cache in ``OUT/.jax_cache``.
+
+Every (optimizer, seed) run is an [`escape.train.train`][] run directory ``OUT/runs/LABEL__seedS``, which
+checkpoints every epoch: an interrupted experiment resumes inside the interrupted run, and finished runs are
+not repeated. ``results.csv`` (one row per run), ``summary.csv`` (one row per optimizer: mean and standard
+deviation over seeds), ``curves.csv`` (every run's per-epoch metrics) and ``learning_curves.png`` are rebuilt
+from the run directories.
+"""
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ._config import ConfigError
+from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text, manifest
+
+RESULT_COLUMNS = [
+    "optimizer", "algorithm", "seed", "learning_rate", "weight_decay", "epochs", "test_acc", "test_loss",
+    "train_loss", "train_eval_loss", "train_eval_acc", "lambda_max", "hessian_trace", "hessian_trace_stderr",
+    "expected_sharpness", "expected_sharpness_stderr", "sharpness_examples", "train_time", "sharpness_time",
+]
+SUMMARY_METRICS = ["test_acc", "test_loss", "train_loss", "train_eval_loss", "lambda_max", "hessian_trace",
+                   "expected_sharpness"]
+_TOP_KEYS = {"name", "kind", "description", "seeds", "run", "optimizers", "compilation_cache", "preset", "presets"}
+_RUN_OWNED = {"optimizer", "seed", "optimizer_args"}  # set by the experiment, not by [run]
+
+
+def _fields() -> set[str]:
+    import dataclasses
+
+    from ..train import TrainConfig
+
+    return {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def _seeds(config: dict) -> list[int]:
+    seeds = config.get("seeds")
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise ConfigError(f"config: seeds must be a non-empty list of distinct integers >= 0, got {seeds!r}")
+    return seeds
+
+
+def run_configs(config: dict) -> dict[tuple[str, int], "object"]:
+    """The [`escape.train.TrainConfig`][] of every (optimizer label, seed), validated (one-line ConfigError)."""
+    from ..train import TrainConfig
+
+    for key in config:
+        if key not in _TOP_KEYS:
+            raise ConfigError(f"config: unknown key {key!r} (accepted: {', '.join(sorted(_TOP_KEYS))})")
+    seeds = _seeds(config)
+    for section in ("run", "optimizers"):
+        if not isinstance(config.get(section), dict):
+            raise ConfigError(f"config: missing section [{section}]")
+    if not config["optimizers"]:
+        raise ConfigError("config: [optimizers] is empty")
+    fields = _fields()
+    shared = dict(config["run"])
+    for key in shared:
+        if key not in fields or key in _RUN_OWNED:
+            accepted = ", ".join(sorted(fields - _RUN_OWNED))
+            raise ConfigError(f"config: unknown key run.{key} (accepted: {accepted})")
+    out = {}
+    for label, spec in config["optimizers"].items():
+        if not isinstance(spec, dict) or "optimizer" not in spec:
+            raise ConfigError(f"config: optimizers.{label}.optimizer is missing")
+        if "__" in label or "/" in label:
+            raise ConfigError(f"config: optimizer label {label!r} may not contain '__' or '/'")
+        own = {k: v for k, v in spec.items() if k in fields and k not in ("seed", "optimizer_args")}
+        args = {k: v for k, v in spec.items() if k not in fields}
+        for seed in seeds:
+            try:
+                out[(label, seed)] = TrainConfig.from_dict({**shared, **own, "seed": seed, "optimizer_args": args})
+            except ValueError as e:
+                raise ConfigError(f"config: optimizers.{label}: {e}") from None
+    return out
+
+
+def validate(config: dict) -> None:
+    """Check a compare config; one-line ConfigError naming the offending key."""
+    run_configs(config)
+
+
+def _run_dir(out: Path, label: str, seed: int) -> Path:
+    return Path(out) / "runs" / f"{label}__seed{seed}"
+
+
+def _load_history(path: Path) -> dict | None:
+    metrics = path / "metrics.json"
+    if not metrics.is_file():
+        return None
+    return json.loads(metrics.read_text())
+
+
+def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
+    """Run (or resume) every (optimizer, seed) run, then write the tables and the figure."""
+    from ..train import load_dataset, train, use_compilation_cache
+
+    runs = run_configs(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    man_path = out / "manifest.json"
+    if man_path.exists():
+        old = json.loads(man_path.read_text())
+        if old.get("config") != config:
+            raise ConfigError(f"--out: {out} holds a run with a different config; choose another --out or delete it")
+    else:
+        atomic_write_json(man_path, manifest(config))
+    if config.get("compilation_cache", False):
+        use_compilation_cache(out / ".jax_cache")
+    start = time.perf_counter()
+    done = {k for k in runs if (_load_history(_run_dir(out, *k)) or {}).get("complete")}
+    datasets = {}
+    bar = tqdm(total=len(runs), initial=len(done), disable=not progress, unit="run", dynamic_ncols=True)
+    for (label, seed), cfg in runs.items():
+        if (label, seed) in done:
+            continue
+        bar.set_description(f"{label} seed {seed}")
+        data_key = (cfg.data, cfg.data_dir, cfg.train_examples, cfg.test_examples)
+        if data_key not in datasets:
+            datasets[data_key] = load_dataset(cfg)
+        train(cfg, _run_dir(out, label, seed), progress=progress, dataset=datasets[data_key])
+        bar.update(1)
+        write_results(config, out)
+    bar.close()
+    table = write_results(config, out)
+    write_fit(config, out, table)
+    plot(out)
+    _record_session(out, time.perf_counter() - start, len(runs) - len(done))
+    return table
+
+
+def _record_session(out: Path, seconds: float, runs_done: int) -> None:
+    """Append this invocation's wall time to ``timing.json`` (one entry per invocation that did work)."""
+    if runs_done == 0:
+        return
+    path = out / "timing.json"
+    sessions = json.loads(path.read_text())["sessions"] if path.is_file() else []
+    sessions.append({"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": seconds, "runs": runs_done})
+    atomic_write_json(path, {"sessions": sessions, "total_seconds": sum(s["seconds"] for s in sessions)})
+
+
+def write_results(config: dict, out: Path) -> pd.DataFrame:
+    """Rebuild results.csv (one row per finished run) and curves.csv from the run directories."""
+    out = Path(out)
+    rows, curves = [], []
+    for (label, seed), cfg in run_configs(config).items():
+        hist = _load_history(_run_dir(out, label, seed))
+        if hist is None:
+            continue
+        for row in hist["epochs"]:
+            curves.append({"optimizer": label, "seed": seed, **row})
+        final = hist.get("final")
+        if not final:
+            continue
+        rows.append({
+            "optimizer": label, "algorithm": cfg.optimizer, "seed": seed, "learning_rate": cfg.learning_rate,
+            "weight_decay": cfg.weight_decay, "epochs": len(hist["epochs"]),
+            **{k: final.get(k, np.nan) for k in RESULT_COLUMNS[6:]},
+        })
+    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    atomic_write_text(out / "results.csv", table.to_csv(index=False, float_format="%.10g"))
+    atomic_write_text(out / "curves.csv", pd.DataFrame(curves).to_csv(index=False, float_format="%.10g"))
+    return table
+
+
+def write_fit(config: dict, out: Path, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Aggregate results.csv per optimizer into summary.csv: mean and sample standard deviation over seeds."""
+    out = Path(out)
+    if table is None:
+        table = pd.read_csv(out / "results.csv")
+    rows = []
+    for label in config["optimizers"]:
+        sub = table[table["optimizer"] == label]
+        spec = config["optimizers"][label]
+        row = {"optimizer": label, "algorithm": spec["optimizer"],
+               "learning_rate": spec.get("learning_rate", config["run"].get("learning_rate")),
+               "weight_decay": spec.get("weight_decay", config["run"].get("weight_decay", 0.0)), "runs": len(sub)}
+        for m in SUMMARY_METRICS:
+            values = sub[m].to_numpy(float)
+            row[f"{m}_mean"] = float(np.mean(values)) if len(values) else np.nan
+            row[f"{m}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    atomic_write_text(out / "summary.csv", summary.to_csv(index=False, float_format="%.10g"))
+    return summary
+
+
+def report(out: Path) -> str:
+    """The summary table as text (what ``escape run compare`` prints)."""
+    out = Path(out)
+    summary = pd.read_csv(out / "summary.csv")
+    lines = [f"{'optimizer':<12} {'lr':>7} {'wd':>7} {'runs':>4}  {'test acc':>15}  {'train loss':>19}  "
+             f"{'lambda_max':>13}  {'trace(H)':>13}  {'exp. sharpness':>19}"]
+    for _, r in summary.iterrows():
+        pm = lambda m, fmt: f"{r[m + '_mean']:{fmt}} ± {r[m + '_std']:{fmt}}"
+        lines.append(
+            f"{r['optimizer']:<12} {r['learning_rate']:>7.3g} {r['weight_decay']:>7.2g} {int(r['runs']):>4}  "
+            f"{pm('test_acc', '.4f'):>15}  {pm('train_eval_loss', '.2e'):>19}  {pm('lambda_max', '5.1f'):>13}  "
+            f"{pm('hessian_trace', '5.0f'):>13}  {pm('expected_sharpness', '.2e'):>19}"
+        )
+    lines.append("mean ± std over seeds; *whole training set, inference mode (the loss whose Hessian is measured)")
+    timing = out / "timing.json"
+    if timing.is_file():
+        lines.append(f"\nwall time {json.loads(timing.read_text())['total_seconds']:.0f} s")
+    lines.append(f"wrote {out}/results.csv, summary.csv, curves.csv, manifest.json, learning_curves.png")
+    return "\n".join(lines)
+
+
+def plot(out: Path) -> Path:
+    """``learning_curves.png``: test accuracy and training loss against epoch, mean ± one standard deviation
+    over seeds per optimizer (the band), from curves.csv."""
+    from matplotlib.ticker import MaxNLocator
+
+    from ._plots import plt
+
+    out = Path(out)
+    try:
+        curves = pd.read_csv(out / "curves.csv")
+    except pd.errors.EmptyDataError:  # no epoch finished yet
+        curves = pd.DataFrame()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    panels = ((axes[0], "test_acc", "test accuracy", False), (axes[1], "train_loss", "training loss (epoch mean)", True))
+    for i, (label, sub) in enumerate(curves.groupby("optimizer", sort=False) if len(curves) else ()):
+        for ax, metric, _, _ in panels:
+            stats = sub.groupby("epoch")[metric].agg(["mean", "std", "count"]).reset_index()
+            epochs, mean = stats["epoch"].to_numpy(), stats["mean"].to_numpy()
+            std = np.nan_to_num(stats["std"].to_numpy())
+            n = int(sub["seed"].nunique())
+            ax.plot(epochs, mean, color=f"C{i}", label=f"{label} ({n} seeds)")
+            ax.fill_between(epochs, mean - std, mean + std, color=f"C{i}", alpha=0.25, lw=0)
+    for ax, _, ylabel, log in panels:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    name = json.loads((out / "manifest.json").read_text())["config"].get("name", "") if (out / "manifest.json").exists() else ""
+    fig.suptitle(f"{name}: learning curves, mean ± std over seeds")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    path = out / "learning_curves.png"
+    atomic_write_bytes(path, buf.getvalue())
+    return path

@@ -1,0 +1,32 @@
+"""Training ResNets with any optimizer: config, data-parallel step, metrics, exact checkpoints, sharpness."""
+
+from ._checkpoint import (
+    load_checkpoint as load_checkpoint,
+    read_checkpoint_record as read_checkpoint_record,
+    save_checkpoint as save_checkpoint,
+)
+from ._loop import (
+    as_config as as_config,
+    build_optimizer as build_optimizer,
+    DATA_AXIS as DATA_AXIS,
+    DATASETS as DATASETS,
+    learning_rate_schedule as learning_rate_schedule,
+    load_dataset as load_dataset,
+    make_train_optimizer as make_train_optimizer,
+    MODELS as MODELS,
+    OPTIMIZER_ALIASES as OPTIMIZER_ALIASES,
+    optimizer_choices as optimizer_choices,
+    Pipeline as Pipeline,
+    train as train,
+    train_step as train_step,
+    TrainConfig as TrainConfig,
+    Trainer as Trainer,
+    TrainState as TrainState,
+    use_compilation_cache as use_compilation_cache,
+)
+from ._metrics import (
+    EPOCH_COLUMNS as EPOCH_COLUMNS,
+    History as History,
+    MetricsWriter as MetricsWriter,
+    solution_sharpness as solution_sharpness,
+)

@@ -1,0 +1,705 @@
+"""Training ResNets on image classification: configuration, optimizers, the data-parallel step, the loop.
+
+Data flows one way: [`escape.train.TrainConfig`][] -> data set, model, optimizer (with its learning-rate
+schedule) -> [`escape.train.Trainer`][] (one jitted step on a device mesh) -> per-epoch metrics and
+checkpoints -> final metrics and the sharpness of the solution. [`escape.train.train`][] runs the whole of it
+and resumes from a run directory's checkpoint.
+"""
+
+import dataclasses
+import inspect
+import json
+import math
+import numbers
+import time
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
+from jaxtyping import Array, Int, PRNGKeyArray, PyTree
+from tqdm.auto import tqdm
+
+from .. import data as _data
+from .. import models as _models
+from ..optim import make_optimizer, OPTIMIZERS
+from ._checkpoint import load_checkpoint, read_checkpoint_record, save_checkpoint
+from ._metrics import History, MetricsWriter, solution_sharpness
+
+DATASETS = ("digits", "cifar10", "cifar100")
+MODELS = {"small_resnet": _models.small_resnet, "resnet18": _models.resnet18, "resnet34": _models.resnet34}
+_DEFAULT_MODEL = {"digits": "small_resnet", "cifar10": "resnet18", "cifar100": "resnet18"}
+OPTIMIZER_ALIASES = {"sgd-momentum": "momentum"}
+"""Extra optimizer names: ``sgd-momentum`` is the registry's ``momentum``, the SGD-style heavy ball
+``m <- beta m + g``, ``theta <- theta - eta m`` (``torch.optim.SGD(momentum=beta)``)."""
+DATA_AXIS = "data"
+"""Name of the device-mesh axis that the batch is sharded over."""
+# Keys of a TrainConfig that may change between a run and its resumption.
+_RESUMABLE_CHANGES = ("epochs", "data_dir", "devices")
+
+
+# --------------------------------------------------------------------------------------------- configuration
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (and nothing about where it is written).
+
+    Invalid values raise a one-line ``ValueError`` naming the field at construction.
+
+    Attributes:
+        data: ``"digits"`` (scikit-learn's 8x8 digits, bundled), ``"cifar10"`` or ``"cifar100"`` (python-pickle
+            files in ``data_dir``, see [`escape.data.load_cifar10`][]).
+        model: ``"small_resnet"``, ``"resnet18"`` or ``"resnet34"``; ``None``: ``small_resnet`` for digits,
+            ``resnet18`` for CIFAR.
+        optimizer: ``adai``, ``adaiw``, ``sgd``, ``momentum`` (alias ``sgd-momentum``), ``momentum-ema``,
+            ``adam``, ``rmsprop`` (the [`escape.optim`][] registry), ``adamw`` (``optax.adamw``), or the name of
+            any optax optimizer taking ``learning_rate`` (``lamb``, ``lion``, ``nadam``, ...).
+        learning_rate: initial learning rate ``> 0``.
+        weight_decay: ``>= 0``. Passed to optimizers that take a ``weight_decay`` argument, in their convention
+            (L2 for ``adai``; decoupled for ``adaiw`` and ``adamw``, multiplied by the learning rate as in
+            PyTorch); for every other optimizer it is L2, ``g <- g + weight_decay * theta`` before the
+            optimizer. Applied to every parameter, BatchNorm included (PyTorch's default).
+        milestones: epochs (``1 .. epochs - 1``, increasing) after which the learning rate is multiplied by
+            ``gamma``: epoch ``e`` (0-based) uses ``learning_rate * gamma ** (number of milestones <= e)``.
+        gamma: the factor of each milestone, ``> 0``.
+        optimizer_args: further hyperparameters of the optimizer (``{"beta0": 0.1}``, ``{"b1": 0.95}``).
+        epochs: number of epochs ``>= 1``.
+        batch_size: training mini-batch size; a multiple of the number of devices. The last partial batch of
+            every epoch is dropped.
+        seed: seeds the initialisation, the data order and the augmentation.
+        bf16: run convolutions and activations in bfloat16 (parameters, gradients and optimizer state stay
+            float32; see [`escape.models.resnet18`][]'s ``compute_dtype``).
+        data_dir: the directory of the CIFAR files (required for CIFAR; unused for digits).
+        width: model width (``None``: the model's default, 16 for ``small_resnet``, 64 for the ResNets).
+        augment: pad-4 random crop and horizontal flip of the training images; ``None``: on for CIFAR, off for
+            digits (flipping or shifting an 8x8 digit by 4 pixels destroys it).
+        eval_batch_size: batch size of evaluation and of the curvature loss (a multiple of the devices).
+        train_examples: train on the first ``n`` training examples only (quick runs and tests); ``None``: all.
+        test_examples: evaluate on the first ``n`` test examples only; ``None``: all.
+        devices: number of local devices to shard the batch over; ``None``: all of them.
+        sharpness: measure the sharpness of the solution after training.
+        sharpness_examples: size of the fixed random subset of the training set (chosen with seed 0, the same
+            for every run) on which the sharpness is measured; ``None``: the whole training set.
+        lanczos_iters: Lanczos steps for the top Hessian eigenvalue.
+        hutchinson_samples: Rademacher probes for the Hessian trace (``>= 2``).
+        sharpness_sigma: standard deviation of the weight noise of the expected sharpness.
+        sharpness_samples: antithetic noise draws for the expected sharpness (``>= 2``).
+    """
+
+    data: str = "digits"
+    model: str | None = None
+    optimizer: str = "adai"
+    learning_rate: float = 0.1
+    weight_decay: float = 0.0
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    optimizer_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 64
+    seed: int = 0
+    bf16: bool = False
+    data_dir: str | None = None
+    width: int | None = None
+    augment: bool | None = None
+    eval_batch_size: int = 500
+    train_examples: int | None = None
+    test_examples: int | None = None
+    devices: int | None = None
+    sharpness: bool = True
+    sharpness_examples: int | None = None
+    lanczos_iters: int = 20
+    hutchinson_samples: int = 20
+    sharpness_sigma: float = 0.01
+    sharpness_samples: int = 16
+
+    def __post_init__(self):
+        fail = lambda field, what: _raise(f"train: {field} must be {what}, got {getattr(self, field)!r}")
+        if self.data not in DATASETS:
+            fail("data", f"one of {', '.join(DATASETS)}")
+        if self.model is not None and self.model not in MODELS:
+            fail("model", f"one of {', '.join(MODELS)}")
+        if self.data != "digits" and not self.data_dir:
+            _raise(f"train: data {self.data!r} needs data_dir (--data-dir), a directory with the CIFAR python files")
+        for field in ("epochs", "batch_size", "eval_batch_size", "lanczos_iters"):
+            if not _is_int(getattr(self, field)) or getattr(self, field) < 1:
+                fail(field, "an integer >= 1")
+        for field in ("hutchinson_samples", "sharpness_samples"):
+            if not _is_int(getattr(self, field)) or getattr(self, field) < 2:
+                fail(field, "an integer >= 2")
+        for field in ("width", "train_examples", "test_examples", "devices", "sharpness_examples"):
+            value = getattr(self, field)
+            if value is not None and (not _is_int(value) or value < 1):
+                fail(field, "None or an integer >= 1")
+        if not _is_int(self.seed) or self.seed < 0:
+            fail("seed", "an integer >= 0")
+        for field in ("learning_rate", "gamma", "sharpness_sigma"):
+            if not _is_real(getattr(self, field)) or not getattr(self, field) > 0:
+                fail(field, "a number > 0")
+        if not _is_real(self.weight_decay) or self.weight_decay < 0:
+            fail("weight_decay", "a number >= 0")
+        for field in ("bf16", "sharpness"):
+            if not isinstance(getattr(self, field), bool):
+                fail(field, "True or False")
+        if self.augment is not None and not isinstance(self.augment, bool):
+            fail("augment", "None, True or False")
+        milestones = self.milestones
+        if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
+            fail("milestones", "a sequence of epochs")
+        milestones = tuple(milestones)
+        if not all(_is_int(m) for m in milestones) or any(b <= a for a, b in zip(milestones, milestones[1:])):
+            fail("milestones", "increasing integers")
+        if milestones and not (milestones[0] >= 1 and milestones[-1] <= self.epochs - 1):
+            _raise(f"train: milestones must lie in 1..epochs-1 = 1..{self.epochs - 1} (a milestone at or after the "
+                   f"last epoch never applies), got {list(milestones)}")
+        object.__setattr__(self, "milestones", tuple(int(m) for m in milestones))
+        if not isinstance(self.optimizer_args, Mapping):
+            fail("optimizer_args", "a mapping of hyperparameter names to values")
+        object.__setattr__(self, "optimizer_args", dict(self.optimizer_args))
+        # Build the optimizer once now, so that a bad name or hyperparameter fails before any work.
+        make_train_optimizer(self.optimizer, self.learning_rate, self.weight_decay, **self.optimizer_args)
+
+    @property
+    def model_name(self) -> str:
+        return self.model if self.model is not None else _DEFAULT_MODEL[self.data]
+
+    @property
+    def augmented(self) -> bool:
+        return self.augment if self.augment is not None else self.data != "digits"
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (tuples as lists); ``TrainConfig.from_dict`` inverts it."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping) -> "TrainConfig":
+        """Build from a mapping; unknown keys are a one-line ``ValueError`` listing the accepted ones."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in mapping if k not in names]
+        if unknown:
+            raise ValueError(f"train: unknown setting {unknown[0]!r} (accepted: {', '.join(names)})")
+        return cls(**mapping)
+
+
+def _raise(message: str):
+    raise ValueError(message)
+
+
+def as_config(config: "TrainConfig | Mapping") -> TrainConfig:
+    """A [`escape.train.TrainConfig`][] from itself or from a mapping of its fields."""
+    if isinstance(config, TrainConfig):
+        return config
+    if isinstance(config, Mapping):
+        return TrainConfig.from_dict(config)
+    raise TypeError(f"train: config must be a TrainConfig or a mapping, got {type(config).__name__}")
+
+
+# ------------------------------------------------------------------------------------------------ optimizers
+
+
+def optimizer_choices() -> tuple[str, ...]:
+    """The optimizer names known by name (besides any optax optimizer)."""
+    return tuple(sorted({*OPTIMIZERS, *OPTIMIZER_ALIASES, "adamw"}))
+
+
+def _factory(name: str):
+    name = OPTIMIZER_ALIASES.get(name, name)
+    if name in OPTIMIZERS:
+        return name, OPTIMIZERS[name], True
+    factory = getattr(optax, name, None) if isinstance(name, str) and not name.startswith("_") else None
+    if callable(factory):
+        try:
+            params = inspect.signature(factory).parameters
+        except (TypeError, ValueError):
+            params = {}
+        if "learning_rate" in params:
+            return name, factory, False
+    raise ValueError(
+        f"train: unknown optimizer {name!r}; known: {', '.join(optimizer_choices())}, or the name of an optax "
+        "optimizer that takes learning_rate"
+    )
+
+
+def make_train_optimizer(
+    name: str, learning_rate: optax.ScalarOrSchedule, weight_decay: float = 0.0, **hyperparameters
+) -> optax.GradientTransformation:
+    """An optimizer by name, with weight decay.
+
+    The name is looked up in [`escape.optim`][]'s registry first (after the alias ``sgd-momentum`` ->
+    ``momentum``), then in optax (``adamw``, ``lamb``, ``lion``, ...). If the optimizer's factory takes a
+    ``weight_decay`` argument it receives ``weight_decay`` and applies it in its own convention (``adai``:
+    L2; ``adaiw``, ``adamw``: decoupled, ``theta <- theta - eta lambda theta``); otherwise the decay is L2,
+    ``optax.chain(optax.add_decayed_weights(weight_decay), optimizer)``.
+
+    Args:
+        name: the optimizer's name.
+        learning_rate: a number or an optax schedule.
+        weight_decay: ``lambda >= 0``.
+        **hyperparameters: the factory's other arguments.
+
+    Raises:
+        ValueError: unknown name or hyperparameter, or a value out of range (one line).
+    """
+    name, factory, registered = _factory(name)
+    params = inspect.signature(factory).parameters
+    accepted = [p for p in params if p not in ("learning_rate", "weight_decay", "mask")]
+    for key in hyperparameters:
+        if key not in accepted:
+            raise ValueError(f"train: optimizer {name!r} has no hyperparameter {key!r} (accepted: {', '.join(accepted)})")
+    decay = {"weight_decay": weight_decay} if "weight_decay" in params else {}
+    try:
+        if registered:
+            opt = make_optimizer(name, learning_rate=learning_rate, **decay, **hyperparameters)
+        else:
+            opt = factory(learning_rate, **decay, **hyperparameters)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"train: optimizer {name!r}: {str(e).splitlines()[0]}") from None
+    if decay:
+        return opt
+    return optax.chain(optax.add_decayed_weights(weight_decay), opt)
+
+
+def learning_rate_schedule(
+    learning_rate: float, milestones: tuple[int, ...], gamma: float, steps_per_epoch: int
+) -> optax.Schedule:
+    """The step schedule: ``learning_rate``, times ``gamma`` from the first step of each milestone epoch on.
+
+    ``optax.piecewise_constant_schedule`` with boundaries ``milestone * steps_per_epoch``. The schedule is
+    evaluated at the number of updates done, so update ``t`` (0-based) uses the rate of epoch
+    ``t // steps_per_epoch``: ``learning_rate * gamma ** (number of milestones <= that epoch)``.
+    """
+    boundaries = {int(m) * int(steps_per_epoch): float(gamma) for m in milestones}
+    return optax.piecewise_constant_schedule(float(learning_rate), boundaries or None)
+
+
+@lru_cache(maxsize=32)
+def _cached_optimizer(name, learning_rate, weight_decay, milestones, gamma, steps_per_epoch, args):
+    """One optimizer object per setting: runs that share a setting (seeds) share the jitted step's cache."""
+    schedule = learning_rate_schedule(learning_rate, milestones, gamma, steps_per_epoch)
+    return make_train_optimizer(name, schedule, weight_decay, **dict(args)), schedule
+
+
+def build_optimizer(config: TrainConfig, steps_per_epoch: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """The run's optimizer with its learning-rate schedule, and the schedule (for reporting).
+
+    Equal settings give the same (cached) optimizer object, so runs that differ only in their seed reuse the
+    compiled training step.
+    """
+    key = (config.optimizer, float(config.learning_rate), float(config.weight_decay), config.milestones,
+           float(config.gamma), int(steps_per_epoch), tuple(sorted(config.optimizer_args.items())))
+    try:
+        hash(key)
+    except TypeError:  # unhashable hyperparameter values (lists): build without the cache
+        return _cached_optimizer.__wrapped__(*key)
+    return _cached_optimizer(*key)
+
+
+# ---------------------------------------------------------------------------------------------- data, model
+
+
+def load_dataset(config: TrainConfig) -> _data.Dataset:
+    """The data set of ``config``, cut to ``train_examples`` / ``test_examples`` if set."""
+    if config.data == "digits":
+        ds = _data.load_digits()
+    elif config.data == "cifar10":
+        ds = _data.load_cifar10(config.data_dir)
+    else:
+        ds = _data.load_cifar100(config.data_dir)
+    cut = lambda split, n: split if n is None else _data.Split(split.images[:n], split.labels[:n])
+    return ds._replace(train=cut(ds.train, config.train_examples), test=cut(ds.test, config.test_examples))
+
+
+class Pipeline(eqx.Module):
+    """Images as trained on: to float in ``[0, 1]``, augmented (optional), normalised per channel.
+
+    Attributes:
+        normalization: the per-channel standardisation fitted on the training images.
+        augment: pad-4 random crop and horizontal flip ([`escape.data.augment_batch`][]) in training.
+    """
+
+    normalization: _data.Normalization
+    augment: bool = eqx.field(static=True)
+
+    def __call__(self, images, key: PRNGKeyArray | None = None):
+        """Training images if ``key`` is given (augmented when ``augment``), evaluation images otherwise."""
+        x = _data.to_unit_float(images)
+        if self.augment and key is not None:
+            x = _data.augment_batch(key, x)
+        return self.normalization(x)
+
+
+class TrainState(eqx.Module):
+    """Everything that changes during training; each step returns a new one.
+
+    Attributes:
+        model: the network (parameters and static structure).
+        bn_state: its BatchNorm running statistics.
+        opt_state: the optimizer state (including the schedule's step count).
+        step: the number of optimizer steps done, ``()`` int32.
+        key: the augmentation key; step ``t`` augments with ``jax.random.fold_in(key, t)``.
+    """
+
+    model: eqx.Module
+    bn_state: eqx.nn.State
+    opt_state: PyTree
+    step: Int[Array, ""]
+    key: PRNGKeyArray
+
+
+def _cross_entropy(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+
+
+@eqx.filter_jit
+def train_step(
+    ts: TrainState, images, labels, optimizer: optax.GradientTransformation, pipeline: Pipeline, replicated=None
+) -> tuple[TrainState, Array, Array]:
+    """One optimizer step on a batch (training-mode BatchNorm): ``(new_state, mean_loss, correct_count)``.
+
+    Jitted; with the batch sharded over a mesh axis and ``ts`` replicated, this is data parallelism: the
+    BatchNorm statistics, the loss and the gradients are reduced over the whole (global) batch, and
+    ``replicated`` (a sharding) keeps the new state replicated.
+    """
+    x = pipeline(images, jax.random.fold_in(ts.key, ts.step))
+
+    def loss_fn(model):
+        logits, bn_state = _models.forward(model, ts.bn_state, x, inference=False)
+        return jnp.mean(_cross_entropy(logits, labels)), (bn_state, logits)
+
+    (loss, (bn_state, logits)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(ts.model)
+    updates, opt_state = optimizer.update(grads, ts.opt_state, eqx.filter(ts.model, eqx.is_inexact_array))
+    new = TrainState(eqx.apply_updates(ts.model, updates), bn_state, opt_state, ts.step + 1, ts.key)
+    if replicated is not None:
+        new = eqx.filter_shard(new, replicated)
+    correct = jnp.sum((jnp.argmax(logits, axis=-1) == labels).astype(jnp.int32))
+    return new, loss, correct
+
+
+@eqx.filter_jit
+def _eval_step(model, bn_state, images, labels, mask, pipeline: Pipeline):
+    """Summed loss and correct count over the unmasked rows, inference-mode BatchNorm."""
+    logits, _ = _models.forward(model, bn_state, pipeline(images), inference=True)
+    losses = jnp.where(mask, _cross_entropy(logits, labels), 0.0)
+    correct = jnp.where(mask, jnp.argmax(logits, axis=-1) == labels, False)
+    return jnp.sum(losses), jnp.sum(correct.astype(jnp.int32))
+
+
+_normalise = eqx.filter_jit(lambda pipeline, images: pipeline(images))
+
+
+def _curvature_loss(static):
+    """The training loss in inference mode as a function of the parameters (for [`escape.curvature`][]).
+
+    The batch carries the BatchNorm state, so that it is an argument of the compiled products rather than a
+    constant baked into them: runs that differ only in their arrays then compile to the same program.
+    """
+
+    def loss_fn(params, batch):
+        x, y, bn_state = batch
+        logits, _ = _models.forward(eqx.combine(params, static), bn_state, x, inference=True)
+        return jnp.mean(_cross_entropy(logits, y))
+
+    return loss_fn
+
+
+# ----------------------------------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """The pieces of one run: data, model constructor, optimizer, device mesh and the jitted steps.
+
+    ```python
+    trainer = Trainer(TrainConfig(optimizer="adai", learning_rate=1.0, epochs=2))
+    ts = trainer.init()
+    for epoch in range(2):
+        ts, row = trainer.train_epoch(ts, epoch)       # row: train_loss, train_acc, lr, ...
+        print(trainer.evaluate(ts, trainer.dataset.test))
+    print(trainer.solution_metrics(ts))                # final losses and sharpness
+    ```
+
+    Data parallelism: a one-axis mesh over ``config.devices`` local devices (all by default, ``AxisType.Auto``);
+    every batch is placed with its leading axis sharded over the mesh and the training state is replicated.
+    On one device this is the ordinary single-device step.
+
+    Args:
+        config: a [`escape.train.TrainConfig`][] or a mapping of its fields.
+        dataset: the data set to use instead of loading ``config.data`` (already cut to size).
+    """
+
+    def __init__(self, config: "TrainConfig | Mapping", *, dataset: _data.Dataset | None = None):
+        self.config = config = as_config(config)
+        self.dataset = dataset if dataset is not None else load_dataset(config)
+        available = jax.local_devices()
+        n = len(available) if config.devices is None else config.devices
+        if n > len(available):
+            raise ValueError(f"train: devices={n} but only {len(available)} local devices are available")
+        self.devices = available[:n]
+        for field in ("batch_size", "eval_batch_size"):
+            if getattr(config, field) % n:
+                raise ValueError(f"train: {field}={getattr(config, field)} is not a multiple of the {n} devices")
+        self.mesh = jax.make_mesh((n,), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=self.devices)
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
+        train = self.dataset.train
+        if len(train.labels) < config.batch_size:
+            raise ValueError(f"train: {len(train.labels)} training examples make no batch of {config.batch_size}")
+        self.batches = _data.Batches(train.images, train.labels, batch_size=config.batch_size, seed=config.seed)
+        self.steps_per_epoch = self.batches.steps_per_epoch
+        self.optimizer, self.schedule = build_optimizer(config, self.steps_per_epoch)
+        self.pipeline = Pipeline(_data.Normalization.fit(train.images), config.augmented)
+
+    def _make_model(self, key, compute_dtype):
+        kwargs = {} if self.config.width is None else {"width": self.config.width}
+        return MODELS[self.config.model_name](
+            self.dataset.num_classes, key=key, in_channels=self.dataset.image_shape[0],
+            compute_dtype=compute_dtype, **kwargs,
+        )
+
+    def place(self, tree: PyTree) -> PyTree:
+        """Replicate every array of ``tree`` over the mesh."""
+        arrays, static = eqx.partition(tree, eqx.is_array)
+        return eqx.combine(jax.device_put(arrays, self.replicated), static)
+
+    def _shard(self, *arrays):
+        return tuple(jax.device_put(a, self.batch_sharding) for a in arrays)
+
+    def init(self) -> TrainState:
+        """The initial state: model from ``fold_in(key(seed), 0)``, augmentation key ``fold_in(key(seed), 1)``."""
+        root = jax.random.key(self.config.seed)
+        model, bn_state = self._make_model(jax.random.fold_in(root, 0), jnp.bfloat16 if self.config.bf16 else None)
+        opt_state = self.optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+        return self.place(TrainState(model, bn_state, opt_state, jnp.zeros((), jnp.int32), jax.random.fold_in(root, 1)))
+
+    def learning_rate(self, epoch: int) -> float:
+        """The learning rate of every step of (0-based) ``epoch``: ``learning_rate * gamma ** k`` with ``k`` the
+        number of milestones ``<= epoch`` (in float64; the schedule computes the same in float32)."""
+        cfg = self.config
+        return cfg.learning_rate * cfg.gamma ** sum(m <= epoch for m in cfg.milestones)
+
+    def info(self) -> dict:
+        """Facts about the run for ``metrics.json``."""
+        model, _ = eqx.filter_eval_shape(self._make_model, jax.random.key(0), None)
+        return {
+            "devices": [str(d) for d in self.devices],
+            "backend": jax.default_backend(),
+            "steps_per_epoch": self.steps_per_epoch,
+            "model": self.config.model_name,
+            "num_parameters": _models.count_parameters(model),
+            "train_examples": int(len(self.dataset.train.labels)),
+            "test_examples": int(len(self.dataset.test.labels)),
+            "augment": self.config.augmented,
+        }
+
+    def train_epoch(self, ts: TrainState, epoch: int, *, bar=None) -> tuple[TrainState, dict]:
+        """Every step of (0-based) ``epoch`` in the seeded order of [`escape.data.Batches`][].
+
+        Returns:
+            The new state and ``{"lr", "train_loss", "train_acc"}``: the learning rate, and the mean over the
+            epoch's batches of the training-mode loss and accuracy (accumulated in float64 on the host).
+        """
+        losses, corrects = [], []
+        for b in self.batches.epoch(epoch):
+            images, labels = self._shard(*b.arrays)
+            ts, loss, correct = train_step(ts, images, labels, self.optimizer, self.pipeline, self.replicated)
+            losses.append(loss)
+            corrects.append(correct)
+            if bar is not None:
+                bar.update(1)
+        losses = np.asarray(jax.device_get(losses), np.float64)
+        corrects = np.asarray(jax.device_get(corrects), np.float64)
+        return ts, {
+            "lr": self.learning_rate(epoch),
+            "train_loss": float(losses.mean()),
+            "train_acc": float(corrects.sum() / (len(corrects) * self.config.batch_size)),
+        }
+
+    def evaluate(self, ts: TrainState, split: _data.Split) -> tuple[float, float]:
+        """Mean loss and accuracy over every example of ``split``, inference-mode BatchNorm, no augmentation."""
+        n = len(split.labels)
+        size = min(self.config.eval_batch_size, -(-n // len(self.devices)) * len(self.devices))
+        batches = _data.Batches(split.images, split.labels, batch_size=size, shuffle=False, remainder="pad")
+        total_loss, total_correct = 0.0, 0
+        for b in batches.epoch(0):
+            images, labels, mask = self._shard(*b.arrays, b.mask)
+            loss, correct = _eval_step(ts.model, ts.bn_state, images, labels, mask, self.pipeline)
+            total_loss += float(loss)
+            total_correct += int(correct)
+        return total_loss / n, total_correct / n
+
+    def _float32_model(self, model):
+        """The trained parameters in a model that computes in float32 (curvature is not measured in bf16)."""
+        skeleton, _ = eqx.filter_eval_shape(self._make_model, jax.random.key(0), None)
+        return jax.tree.unflatten(jax.tree.structure(skeleton), jax.tree.leaves(model))
+
+    def curvature_batches(self, ts: TrainState) -> list:
+        """The sharpness data: ``(images, labels, bn_state)`` batches of equal size covering the subset.
+
+        The subset is ``sharpness_examples`` training examples drawn without replacement with seed 0 (the same
+        for every run), or the whole training set; it is cut into ``ceil(n / eval_batch_size)`` batches of
+        equal size (a multiple of the devices), dropping the few examples left over.
+        """
+        cfg, train = self.config, self.dataset.train
+        n = len(train.labels)
+        index = np.arange(n)
+        if cfg.sharpness_examples is not None and cfg.sharpness_examples < n:
+            index = np.sort(np.random.default_rng(0).permutation(n)[: cfg.sharpness_examples])
+        k = -(-len(index) // cfg.eval_batch_size)
+        size = len(index) // k // len(self.devices) * len(self.devices)
+        if size == 0:
+            raise ValueError(f"train: sharpness_examples={len(index)} leaves no batch for {len(self.devices)} devices")
+        out = []
+        for i in range(k):
+            rows = index[i * size : (i + 1) * size]
+            images, labels = self._shard(train.images[rows], train.labels[rows])
+            out.append((_normalise(self.pipeline, images), labels, ts.bn_state))
+        return out
+
+    def solution_metrics(self, ts: TrainState) -> dict:
+        """Final metrics: test and (whole) training-set loss and accuracy in inference mode, and, if
+        ``config.sharpness``, the sharpness of the training loss (inference-mode BatchNorm, float32 compute)
+        by [`escape.train.solution_sharpness`][]."""
+        cfg = self.config
+        test_loss, test_acc = self.evaluate(ts, self.dataset.test)
+        train_loss, train_acc = self.evaluate(ts, self.dataset.train)
+        final = {"test_loss": test_loss, "test_acc": test_acc, "train_eval_loss": train_loss, "train_eval_acc": train_acc}
+        if cfg.sharpness:
+            params, static = eqx.partition(self._float32_model(ts.model), eqx.is_inexact_array)
+            batches = self.curvature_batches(ts)
+            key = jax.random.fold_in(jax.random.key(cfg.seed), 2)
+            final.update(solution_sharpness(
+                _curvature_loss(static), params, batches, key=key, lanczos_iters=cfg.lanczos_iters,
+                hutchinson_samples=cfg.hutchinson_samples, sigma=cfg.sharpness_sigma,
+                sharpness_samples=cfg.sharpness_samples,
+            ))
+            final["sharpness_examples"] = int(sum(b[1].shape[0] for b in batches))
+        return final
+
+
+# -------------------------------------------------------------------------------------------------- the loop
+
+
+def _check_resumable(stored: dict, config: TrainConfig, where: Path) -> None:
+    current = config.to_dict()
+    for key in sorted(set(stored) | set(current)):
+        if key in _RESUMABLE_CHANGES:
+            continue
+        if stored.get(key) != current.get(key):
+            raise ValueError(
+                f"train: {where} holds a run with {key}={stored.get(key)!r}, not {current.get(key)!r}; "
+                "choose another output directory or delete it"
+            )
+
+
+def use_compilation_cache(directory) -> bool:
+    """Turn on JAX's persistent compilation cache in ``directory`` unless a cache directory is already set.
+
+    Programs that are the same up to their array arguments then compile once per directory, within a
+    process and across processes: the curvature products (compiled afresh by every call of
+    [`escape.curvature`][]) and a resumed run's steps. Global to the process. Returns whether it was set here.
+    """
+    if jax.config.jax_compilation_cache_dir:
+        return False
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    return True
+
+
+def train(
+    config: "TrainConfig | Mapping",
+    out=None,
+    *,
+    progress: bool = True,
+    stop_after: int | None = None,
+    dataset: _data.Dataset | None = None,
+    tensorboard: bool = True,
+) -> History:
+    """Train (or resume training) a model and return its [`escape.train.History`][].
+
+    With ``out``, the run directory receives ``metrics.csv`` and ``metrics.json`` after every epoch, a
+    checkpoint after every epoch ([`escape.train.save_checkpoint`][]) and TensorBoard event files when a
+    TensorBoard writer is importable. If ``out`` holds a checkpoint, training resumes from it: the state is
+    restored bit for bit and the data order, augmentation and schedule are functions of (seed, epoch, step), so
+    the later epochs are those of an uninterrupted run. A finished run is returned as stored. A directory
+    that holds a run of a different configuration is refused (only ``epochs``, ``data_dir`` and ``devices``
+    may change).
+
+    Args:
+        config: a [`escape.train.TrainConfig`][] or a mapping of its fields.
+        out: run directory, or ``None`` to keep nothing on disk.
+        progress: show a tqdm progress bar over the steps.
+        stop_after: stop (as if interrupted) once this many epochs are complete, before the final metrics.
+        dataset: use this data set instead of loading ``config.data``.
+        tensorboard: also write TensorBoard event files if possible.
+
+    Returns:
+        The history; ``history.final`` holds the final metrics and the sharpness, ``None`` if stopped early.
+    """
+    config = as_config(config)
+    out = None if out is None else Path(out)
+    record = None
+    if out is not None:
+        metrics_path = out / "metrics.json"
+        if metrics_path.is_file():
+            stored = History.from_json(json.loads(metrics_path.read_text()))
+            _check_resumable(stored.config, config, out)
+            if stored.complete and len(stored.epochs) == config.epochs:
+                return stored
+        record = read_checkpoint_record(out)
+        if record is not None:
+            _check_resumable(record["config"], config, out)
+    trainer = Trainer(config, dataset=dataset)
+    ts = trainer.init()
+    history = History(config=config.to_dict(), info=trainer.info())
+    if record is not None and record["epoch"] <= config.epochs:
+        loaded, record = load_checkpoint(out, ts)
+        ts = trainer.place(loaded)
+        history.epochs = list(record["history"])
+    elif record is not None:
+        raise ValueError(f"train: {out} holds {record['epoch']} epochs, more than epochs={config.epochs}")
+    writer = MetricsWriter(out, history, tensorboard=tensorboard)
+    start = len(history.epochs)
+    elapsed = history.epochs[-1]["elapsed"] if history.epochs else 0.0
+    label = f"{config.optimizer} seed {config.seed}"
+    bar = tqdm(total=config.epochs * trainer.steps_per_epoch, initial=start * trainer.steps_per_epoch,
+               disable=not progress, desc=label, unit="step", dynamic_ncols=True, leave=False)
+    try:
+        for epoch in range(start, config.epochs):
+            if stop_after is not None and epoch >= stop_after:
+                return history
+            t0 = time.perf_counter()
+            ts, row = trainer.train_epoch(ts, epoch, bar=bar)
+            test_loss, test_acc = trainer.evaluate(ts, trainer.dataset.test)
+            seconds = time.perf_counter() - t0
+            elapsed += seconds
+            row = {"epoch": epoch + 1, "step": (epoch + 1) * trainer.steps_per_epoch, **row,
+                   "test_loss": test_loss, "test_acc": test_acc, "time": seconds, "elapsed": elapsed}
+            writer.epoch(row)
+            bar.set_postfix(loss=f"{row['train_loss']:.3g}", test_acc=f"{test_acc:.3f}")
+            if out is not None:
+                save_checkpoint(out, ts, {"epoch": epoch + 1, "step": row["step"], "seed": config.seed,
+                                          "config": config.to_dict(), "history": history.epochs})
+        if stop_after is not None and config.epochs > stop_after:
+            return history
+        bar.set_description(f"{label}: sharpness")
+        final = trainer.solution_metrics(ts)
+        final["train_loss"] = history.epochs[-1]["train_loss"]
+        final["train_time"] = elapsed
+        writer.finish(final)
+        return history
+    finally:
+        bar.close()
+        writer.close()
