@@ -26,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._custom_types import Array, Bool, Float, Int, Key, Points
+from ..simulate._engine import passage_masks
 from ._base import AbstractDynamics
 from ._brownian import BROWNIAN_KINDS, BrownianKind, BrownianSpec
 
@@ -100,16 +101,15 @@ class SDEResult(eqx.Module):
 
     @property
     def escaped(self) -> Bool[Array, " particles"]:
-        fp, fd = self.first_passage_step, self.first_divergence_step
-        return (fp >= 0) & ((fd < 0) | (fd > fp))
+        return passage_masks(self.first_passage_step, self.first_divergence_step)[0]
 
     @property
     def diverged(self) -> Bool[Array, " particles"]:
-        return (self.first_divergence_step >= 0) & ~self.escaped
+        return passage_masks(self.first_passage_step, self.first_divergence_step)[1]
 
     @property
     def censored(self) -> Bool[Array, " particles"]:
-        return ~self.escaped & ~self.diverged
+        return passage_masks(self.first_passage_step, self.first_divergence_step)[2]
 
     @property
     def n_particles(self) -> int:

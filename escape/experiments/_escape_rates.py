@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .. import stats
 from ..landscapes import make_landscape
 from ..optim import make_optimizer
-from ..simulate import escape_times
+from ..simulate import escape_times, passage_masks
 from ._config import ConfigError
 from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text, manifest
 
@@ -161,8 +161,7 @@ def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
 def _cell_row(config: dict, label: str, k: float, cell: dict) -> dict:
     fp, fd = cell["first_passage"], cell["first_divergence"]
     steps_run = int(cell["steps_run"])
-    escaped = (fp >= 0) & ((fd < 0) | (fd > fp))
-    diverged = (fd >= 0) & ~escaped
+    escaped, diverged, _ = (np.asarray(m) for m in passage_masks(fp, fd))
     times = np.where(escaped, fp, steps_run).astype(float)
     name, hyper, over = _optimizer_settings(config, label)
     # Quasi-stationary rate: left-truncate at burn_in (memorylessness makes the survivors' residual times

@@ -26,6 +26,18 @@ from ..landscapes import AbstractLandscape
 _AXIS = "particles"
 
 
+def passage_masks(first_passage, first_divergence):
+    """(escaped, diverged, censored) masks from first-passage and first-divergence steps (-1: never).
+
+    A particle escaped if it crossed before (or without) diverging; it diverged if its state became
+    non-finite before any escape; otherwise it is censored at the horizon.
+    """
+    fp, fd = first_passage, first_divergence
+    escaped = (fp >= 0) & ((fd < 0) | (fd > fp))
+    diverged = (fd >= 0) & ~escaped
+    return escaped, diverged, ~escaped & ~diverged
+
+
 class EscapeResult(eqx.Module):
     """Raw result of :func:`escape_times`, one entry per particle.
 
@@ -48,16 +60,15 @@ class EscapeResult(eqx.Module):
 
     @property
     def escaped(self) -> Bool[Array, " particles"]:
-        fd = self.first_divergence
-        return (self.first_passage >= 0) & ((fd < 0) | (fd > self.first_passage))
+        return passage_masks(self.first_passage, self.first_divergence)[0]
 
     @property
     def diverged(self) -> Bool[Array, " particles"]:
-        return (self.first_divergence >= 0) & ~self.escaped
+        return passage_masks(self.first_passage, self.first_divergence)[1]
 
     @property
     def censored(self) -> Bool[Array, " particles"]:
-        return ~self.escaped & ~self.diverged
+        return passage_masks(self.first_passage, self.first_divergence)[2]
 
     @property
     def n_particles(self) -> int:
