@@ -1,0 +1,350 @@
+"""The saddle experiment (THEORY 5): mean squared displacement from a quadratic saddle against iterations.
+
+One landscape ``L = (1/2) sum_i h_i theta_i^2`` holds every escape direction at once (``h_i = -|H_i|``, the
+``|H_i|`` of ``[landscape] abs_hessian``, optionally followed by confining directions ``confining``), with
+Hessian noise ``C = |H| / B``. The landscape is separable, so each direction is its own experiment, except
+for Adai, whose ``v_bar`` is the mean of ``v`` over every coordinate of the model (THEORY 2), exactly as in
+[`escape.theory.adai_saddle_msd`][].
+
+For each optimizer (``[optimizers.LABEL]``: ``optimizer`` name from ``escape.optim`` and its
+hyperparameters, plus ``release``) and method (``discrete``: the optax optimizer through
+a vectorised loop with the engine's noise model and counter-based words, see
+:func:`discrete_positions`; ``sde``: its continuous-time model through
+[`escape.dynamics.solve_sde`][], one solver step per iteration), the particles start at the saddle and
+the optimizer state equilibrates for ``release`` iterations; the MSD at ``T`` iterations is
+``<(theta(release + T) - theta(release))^2>``. ``release > 0`` gives the momentum methods the equilibrium
+velocity that Theorem 2 assumes (from rest the short-time MSD of a phase-space model grows like ``t^3``).
+Nothing escapes (``escape_radius`` is huge); positions are saved at every horizon of one set of paths.
+
+Every (optimizer, method) cell is written atomically to ``cells/``; an interrupted run resumes. Outputs:
+``results.csv`` (long: optimizer, method, |H|, T, MSD, standard error, with theory rows), ``table.csv``
+(MSD at the ``table_horizons`` against |H| per optimizer and method, and the max/min ratio over |H|),
+``saddle_<label>.png`` per optimizer and ``manifest.json``.
+"""
+
+import io
+import json
+import zlib
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .. import _random, theory
+from ..dynamics import make_dynamics, solve_sde
+from ..landscapes import Quadratic
+from ..optim import make_optimizer
+from ._config import ConfigError
+from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text, manifest
+
+METHODS = ("discrete", "sde")
+_RUN_KEYS = {"batch_size", "n_particles", "horizons", "table_horizons", "methods", "chunk_size"}
+_LANDSCAPE_KEYS = {"abs_hessian", "confining", "noise"}
+_THEORY_NAMES = {"sgd", "momentum", "momentum-ema", "adam", "adai"}
+
+
+def validate(config: dict) -> None:
+    """Check a saddle config; one-line ConfigError naming the offending key."""
+    for section in ("landscape", "run", "optimizers"):
+        if not isinstance(config.get(section), dict):
+            raise ConfigError(f"config: missing section [{section}]")
+    land, run = config["landscape"], config["run"]
+    for k in land:
+        if k not in _LANDSCAPE_KEYS:
+            raise ConfigError(f"config: unknown key landscape.{k} (accepted: {', '.join(sorted(_LANDSCAPE_KEYS))})")
+    for k in run:
+        if k not in _RUN_KEYS:
+            raise ConfigError(f"config: unknown key run.{k} (accepted: {', '.join(sorted(_RUN_KEYS))})")
+    hs = land.get("abs_hessian")
+    if not isinstance(hs, list) or not hs or not all(isinstance(h, (int, float)) and h > 0 for h in hs):
+        raise ConfigError(f"config: landscape.abs_hessian must be a non-empty list of positive numbers, got {hs!r}")
+    conf = land.get("confining", [])
+    if not isinstance(conf, list) or not all(isinstance(h, (int, float)) and h > 0 for h in conf):
+        raise ConfigError(f"config: landscape.confining must be a list of positive numbers, got {conf!r}")
+    if land.get("noise", "hessian") != "hessian":
+        raise ConfigError(f"config: landscape.noise must be 'hessian' (C = |H| / B), got {land.get('noise')!r}")
+    for key in ("batch_size", "n_particles"):
+        v = run.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"config: run.{key} must be a positive integer, got {v!r}")
+    for key in ("horizons", "table_horizons"):
+        v = run.get(key)
+        if not isinstance(v, list) or not v or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in v):
+            raise ConfigError(f"config: run.{key} must be a non-empty list of positive integers, got {v!r}")
+    if sorted(set(run["horizons"])) != run["horizons"]:
+        raise ConfigError("config: run.horizons must be strictly increasing")
+    if not set(run["table_horizons"]) <= set(run["horizons"]):
+        raise ConfigError("config: run.table_horizons must be a subset of run.horizons")
+    methods = run.get("methods", list(METHODS))
+    if not isinstance(methods, list) or not methods or not set(methods) <= set(METHODS):
+        raise ConfigError(f"config: run.methods must be a non-empty subset of {list(METHODS)}, got {methods!r}")
+    if not config["optimizers"]:
+        raise ConfigError("config: [optimizers] is empty")
+    if not isinstance(config.get("seed", 0), int):
+        raise ConfigError(f"config: seed must be an integer, got {config.get('seed')!r}")
+    landscape = build_landscape(config)
+    for label in config["optimizers"]:
+        name, hyper, release = optimizer_settings(config, label)
+        try:
+            make_optimizer(name, **hyper)
+            make_dynamics(name, landscape, batch_size=int(run["batch_size"]), **hyper)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"config: optimizers.{label}: {e}") from None
+
+
+def build_landscape(config: dict) -> Quadratic:
+    land = config["landscape"]
+    h = [-float(a) for a in land["abs_hessian"]] + [float(c) for c in land.get("confining", [])]
+    return Quadratic(h, noise="hessian", escape_radius=1e30)
+
+
+def optimizer_settings(config: dict, label: str) -> tuple[str, dict, int]:
+    spec = dict(config["optimizers"][label])
+    if "optimizer" not in spec:
+        raise ConfigError(f"config: optimizers.{label}.optimizer is missing")
+    name = spec.pop("optimizer")
+    release = spec.pop("release", 0)
+    if isinstance(release, bool) or not isinstance(release, int) or release < 0:
+        raise ConfigError(f"config: optimizers.{label}.release must be an integer >= 0, got {release!r}")
+    if "learning_rate" not in spec:
+        raise ConfigError(f"config: optimizers.{label}.learning_rate is missing")
+    return name, spec, release
+
+
+def _cells(config: dict) -> list[tuple[str, str]]:
+    methods = config["run"].get("methods", list(METHODS))
+    return [(label, m) for label in config["optimizers"] for m in methods]
+
+
+def _cell_path(out: Path, label: str, method: str) -> Path:
+    return Path(out) / "cells" / f"{label}__{method}.npz"
+
+
+def _cell_key(seed: int, label: str, method: str):
+    return jax.random.fold_in(jax.random.key(seed), zlib.crc32(f"{label}|{method}".encode()))
+
+
+def _msd(displacement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over particles (axis -2) of the squared displacement."""
+    sq = np.asarray(displacement, np.float64) ** 2
+    n = sq.shape[-2]
+    return sq.mean(axis=-2), sq.std(axis=-2, ddof=1) / np.sqrt(n)
+
+
+
+@eqx.filter_jit
+def _advance(optimizer, landscape, batch_size: int, key, state, n0, n_steps):
+    """``n_steps`` optimizer steps of every particle from step ``n0`` (a ``fori_loop``, traced length)."""
+    theta, opt_state = state
+    n_words = landscape.noise_words(batch_size)
+    pid = jnp.arange(theta.shape[0], dtype=jnp.uint32)
+    grad_fn = jax.vmap(landscape.stochastic_gradient, in_axes=(0, 0, None))
+    update_fn = jax.vmap(optimizer.update)
+
+    def body(i, carry):
+        theta, opt_state = carry
+        words = _random.block_words(key, n0 + i, pid, n_words + n_words % 2)[:, :n_words]
+        updates, opt_state = update_fn(grad_fn(theta, words, batch_size), opt_state, theta)
+        return optax.apply_updates(theta, updates), opt_state
+
+    return jax.lax.fori_loop(0, n_steps, body, (theta, opt_state))
+
+
+def discrete_positions(landscape, optimizer, *, batch_size: int, n_particles: int, save_steps, key) -> np.ndarray:
+    """Positions of ``n_particles`` discrete optimizers started at the landscape's initial point, after each
+    of ``save_steps`` (sorted) iterations: shape ``(saves, particles, dim)``. The same noise model and
+    counter-based words as [`escape.simulate.escape_times`][] (particle ``p``'s gradient noise at step ``t``
+    depends only on ``(key, p, t)``), without the escape test, saving where asked."""
+    theta = jnp.broadcast_to(landscape.initial_point(), (n_particles, landscape.dim))
+    state = (theta, jax.vmap(optimizer.init)(theta))
+    out, n = [], 0
+    for stop in np.asarray(save_steps, np.int64):
+        if stop > n:
+            state = _advance(optimizer, landscape, batch_size, key, state, jnp.int32(n), jnp.int32(stop - n))
+            n = int(stop)
+        out.append(np.asarray(state[0], np.float64))
+    return np.stack(out)
+
+def run_cell(config: dict, label: str, method: str, *, progress: bool = False) -> dict:
+    """MSD per horizon and direction of one (optimizer, method) cell: ``{"T", "msd", "se"}``."""
+    run_cfg = config["run"]
+    name, hyper, release = optimizer_settings(config, label)
+    landscape = build_landscape(config)
+    horizons = np.asarray(run_cfg["horizons"], np.int64)
+    n, batch = int(run_cfg["n_particles"]), int(run_cfg["batch_size"])
+    key = _cell_key(int(config.get("seed", 0)), label, method)
+    if method == "discrete":
+        optimizer = make_optimizer(name, **hyper)
+        saves = np.concatenate([[release], release + horizons])
+        ys = discrete_positions(landscape, optimizer, batch_size=batch, n_particles=n, save_steps=saves, key=key)
+        if not np.all(np.isfinite(ys)):
+            raise RuntimeError(f"saddle: {label} diverged in the discrete run")
+        start, pos = ys[0], ys[1:]
+    elif method == "sde":
+        dyn = make_dynamics(name, landscape, batch_size=batch, **hyper)
+        eta = float(hyper["learning_rate"])
+        steps = np.concatenate([[release], release + horizons])
+        res = solve_sde(
+            dyn, n_particles=n, t1=eta * float(steps[-1]), dt=eta, key=key, saveat_times=eta * steps.astype(np.float64),
+            escape=False, chunk_size=int(run_cfg.get("chunk_size", 1024)), progress=progress,
+        )
+        ys = np.asarray(res.positions, np.float64)
+        if not np.all(np.isfinite(ys)):
+            raise RuntimeError(f"saddle: {label} diverged in the SDE run")
+        start, pos = ys[0], ys[1:]
+    else:
+        raise ConfigError(f"config: unknown method {method!r}")
+    msd, se = _msd(pos - start[None])
+    return {"T": horizons, "msd": msd, "se": se}
+
+
+def theory_msd(config: dict, label: str, horizons) -> np.ndarray | None:
+    """The escape.theory MSD (shape ``(horizons, dim)``) of an optimizer, or None where there is none."""
+    name, hyper, _ = optimizer_settings(config, label)
+    if name not in _THEORY_NAMES:
+        return None
+    h = np.array(build_landscape(config)._h64)
+    batch = int(config["run"]["batch_size"])
+    eta = float(hyper["learning_rate"])
+    c = np.abs(h) / batch
+    t = eta * np.asarray(horizons, np.float64)[:, None]
+    if name == "sgd":
+        return theory.sgd_saddle_msd(t, h, eta * c / 2)
+    if name in ("momentum", "momentum-ema"):
+        m, gam = theory.heavy_ball_coefficients(eta, hyper.get("beta", 0.9), "sgd" if name == "momentum" else "ema")
+        return theory.momentum_saddle_msd(t, h, m, gam, eta * c / 2)
+    if name == "adam":
+        return theory.adam_saddle_msd(t, h, c, learning_rate=eta, b1=hyper.get("b1", 0.9), eps=hyper.get("eps", 1e-8))
+    return theory.adai_saddle_msd(t, h, c, learning_rate=eta, beta0=hyper.get("beta0", 0.1), eps=hyper.get("eps", 1e-3))
+
+
+def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
+    """Run (or resume) every cell, then write results.csv, table.csv and the figures."""
+    validate(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    man_path = out / "manifest.json"
+    if man_path.exists():
+        old = json.loads(man_path.read_text())
+        if old.get("config") != config:
+            raise ConfigError(f"--out: {out} holds a run with a different config; choose another --out or delete it")
+    else:
+        atomic_write_json(man_path, manifest(config))
+    cells = _cells(config)
+    todo = [c for c in cells if not _cell_path(out, *c).exists()]
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), disable=not progress, unit="cell", dynamic_ncols=True)
+    for label, method in todo:
+        bar.set_description(f"{label}/{method}")
+        cell = run_cell(config, label, method, progress=progress)
+        buf = io.BytesIO()
+        np.savez(buf, **cell)
+        atomic_write_bytes(_cell_path(out, label, method), buf.getvalue())
+        bar.update(1)
+    bar.close()
+    table = write_results(config, out)
+    write_fit(config, out, table)
+    plot(out)
+    return table
+
+
+def write_results(config: dict, out: Path) -> pd.DataFrame:
+    """Rebuild results.csv (long format, theory rows included) from the finished cells."""
+    abs_h = np.abs(np.array(build_landscape(config)._h64))
+    n_esc = len(config["landscape"]["abs_hessian"])
+    horizons = np.asarray(config["run"]["horizons"])
+    rows = []
+    for label in config["optimizers"]:
+        name = config["optimizers"][label]["optimizer"]
+        blocks = []
+        for method in config["run"].get("methods", list(METHODS)):
+            path = _cell_path(out, label, method)
+            if path.exists():
+                with np.load(path) as cell:
+                    blocks.append((method, cell["msd"], cell["se"]))
+        th = theory_msd(config, label, horizons)
+        if th is not None:
+            blocks.append(("theory", th, np.full_like(th, np.nan)))
+        for method, msd, se in blocks:
+            for i in range(n_esc):
+                for j, t in enumerate(horizons):
+                    rows.append({
+                        "optimizer": label, "algorithm": name, "method": method, "abs_hessian": float(abs_h[i]),
+                        "T": int(t), "msd": float(msd[j, i]), "msd_se": float(se[j, i]),
+                    })
+    table = pd.DataFrame(rows, columns=["optimizer", "algorithm", "method", "abs_hessian", "T", "msd", "msd_se"])
+    atomic_write_text(Path(out) / "results.csv", table.to_csv(index=False, float_format="%.10g"))
+    return table
+
+
+def write_fit(config: dict, out: Path, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """table.csv: MSD at each of ``run.table_horizons`` against |H|, per optimizer and method, with the
+    ratio MSD(max |H|) / MSD(min |H|) and the log-log slope of MSD against |H| over the two smallest |H|."""
+    out = Path(out)
+    if table is None:
+        table = pd.read_csv(out / "results.csv")
+    rows = []
+    for (label, method, t), sub in table[table["T"].isin(config["run"]["table_horizons"])].groupby(
+        ["optimizer", "method", "T"], sort=False
+    ):
+        sub = sub.sort_values("abs_hessian")
+        h, m = sub["abs_hessian"].to_numpy(), sub["msd"].to_numpy()
+        row = {"optimizer": label, "method": method, "T": int(t)}
+        row.update({f"H={x:.3g}": y for x, y in zip(h, m)})
+        row["ratio_max_min"] = m[-1] / m[0]
+        row["slope_small_h"] = float(np.log(m[1] / m[0]) / np.log(h[1] / h[0])) if len(h) > 1 else np.nan
+        rows.append(row)
+    fit = pd.DataFrame(rows)
+    atomic_write_text(out / "table.csv", fit.to_csv(index=False, float_format="%.6g"))
+    return fit
+
+
+def report(out: Path) -> str:
+    """The table (MSD ratio over |H| and small-|H| slope) as text."""
+    path = Path(out) / "table.csv"
+    if not path.exists():
+        return "no table.csv yet"
+    fit = pd.read_csv(path)
+    cols = ["optimizer", "method", "T", "ratio_max_min", "slope_small_h"]
+    return fit[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}")
+
+
+def plot(out: Path) -> Path:
+    """One log-log figure per optimizer: discrete points, SDE lines, theory dashed, a colour per |H|."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    config = json.loads((out / "manifest.json").read_text())["config"]
+    table = pd.read_csv(out / "results.csv")
+    hs = sorted(table["abs_hessian"].unique())
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(hs)))
+    first = None
+    for label in config["optimizers"]:
+        fig, ax = plt.subplots(figsize=(5.5, 4.2))
+        for h, col in zip(hs, colours):
+            sub = table[(table["optimizer"] == label) & (table["abs_hessian"] == h)]
+            for method, style in (("discrete", dict(ls="none", marker="o", ms=3.5)), ("sde", dict(ls="-", lw=1.2)),
+                                  ("theory", dict(ls="--", lw=1.0))):
+                s = sub[sub["method"] == method]
+                if len(s):
+                    ax.plot(s["T"], s["msd"], color=col, **style, label=f"|H|={h:.2g}" if method == "sde" or (
+                        method == "discrete" and not (sub["method"] == "sde").any()) else None)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("iterations T after release")
+        ax.set_ylabel(r"MSD $\langle(\theta(T)-\theta(0))^2\rangle$")
+        ax.set_title(f"{label}: points discrete, lines SDE, dashed theory", fontsize=9)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        path = out / f"saddle_{label}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        first = first or path
+    return first
