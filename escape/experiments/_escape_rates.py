@@ -47,8 +47,8 @@ def validate(config: dict) -> None:
     for k in config.get("fit", {}):
         if k not in _FIT_KEYS:
             raise ConfigError(f"config: unknown key fit.{k} (accepted: {', '.join(sorted(_FIT_KEYS))})")
-    if run.get("mode", "discrete") != "discrete":
-        raise ConfigError(f"config: run.mode must be 'discrete', got {run.get('mode')!r}")
+    if run.get("mode", "discrete") not in ("discrete", "sde"):
+        raise ConfigError(f"config: run.mode must be 'discrete' or 'sde', got {run.get('mode')!r}")
     ks = run.get("sharpness")
     if not isinstance(ks, list) or not ks or not all(isinstance(k, (int, float)) and k > 0 for k in ks):
         raise ConfigError(f"config: run.sharpness must be a non-empty list of positive numbers, got {ks!r}")
@@ -65,6 +65,22 @@ def validate(config: dict) -> None:
         _build_optimizer(config, label)
     for k in ks:
         _build_landscape(config, k)
+    if run.get("mode", "discrete") == "sde":
+        for label in config["optimizers"]:
+            _build_dynamics(config, label, ks[0])
+
+
+def _build_dynamics(config: dict, label: str, k: float):
+    """The continuous-time model of ``label`` (``run.mode = "sde"``): ``escape.dynamics.make_dynamics``."""
+    from ..dynamics import make_dynamics
+
+    name, hyper, over = _optimizer_settings(config, label)
+    try:
+        return make_dynamics(
+            name, _build_landscape(config, k), batch_size=int(over.get("batch_size", config["run"]["batch_size"])), **hyper
+        )
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config: optimizers.{label}: {e}") from None
 
 
 def _build_landscape(config: dict, k: float):
@@ -127,17 +143,32 @@ def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
     optimizers = {}  # one object per label: cells of a label share one compiled engine chunk
     for label, k in todo:
         bar.set_description(_cell_name(label, k))
-        _, _, over = _optimizer_settings(config, label)
-        res = escape_times(
-            _build_landscape(config, k),
-            optimizers.setdefault(label, _build_optimizer(config, label)),
-            batch_size=int(over.get("batch_size", run_cfg["batch_size"])),
-            n_particles=int(run_cfg["n_particles"]),
-            max_steps=int(over.get("max_steps", run_cfg["max_steps"])),
-            chunk_size=int(run_cfg.get("chunk_size", 2048)),
-            key=_cell_key(seed, label, k),
-            progress=progress,
-        )
+        _, hyper, over = _optimizer_settings(config, label)
+        if run_cfg.get("mode", "discrete") == "sde":
+            # One solver step per iteration (dt = eta), horizon eta * max_steps; times come back in iterations.
+            from ..dynamics import solve_sde
+
+            eta = float(hyper["learning_rate"])
+            res = solve_sde(
+                _build_dynamics(config, label, k),
+                n_particles=int(run_cfg["n_particles"]),
+                t1=eta * int(over.get("max_steps", run_cfg["max_steps"])),
+                dt=eta,
+                key=_cell_key(seed, label, k),
+                chunk_size=int(run_cfg.get("chunk_size", 2048)),
+                progress=progress,
+            )
+        else:
+            res = escape_times(
+                _build_landscape(config, k),
+                optimizers.setdefault(label, _build_optimizer(config, label)),
+                batch_size=int(over.get("batch_size", run_cfg["batch_size"])),
+                n_particles=int(run_cfg["n_particles"]),
+                max_steps=int(over.get("max_steps", run_cfg["max_steps"])),
+                chunk_size=int(run_cfg.get("chunk_size", 2048)),
+                key=_cell_key(seed, label, k),
+                progress=progress,
+            )
         buf = io.BytesIO()
         np.savez(
             buf,
