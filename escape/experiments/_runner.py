@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
-from . import _compare, _escape_rates
+from . import _compare, _escape_rates, _saddle
 from ._config import ConfigError
 
-RUNNERS = {"escape-rates": _escape_rates, "compare": _compare}
+RUNNERS = {"escape-rates": _escape_rates, "compare": _compare, "saddle": _saddle}
 
 
 def _module(config: dict):
