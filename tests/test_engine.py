@@ -153,3 +153,14 @@ def test_adam_depends_on_learning_rate_times_sqrt_sharpness_only():
     # ... and not through eta * k (the SGD invariant): (eta, 4) differs from (4 eta, 1)
     c = escape_times(StyblinskiTang(dim=3, sharpness=1.0, n_data=500), optax.adam(0.4), **kw)
     assert np.mean(np.asarray(a.first_passage) == np.asarray(c.first_passage)) < 0.5
+
+
+def test_final_positions_are_taken_at_max_steps():
+    # Deterministic growth theta_t = theta_0 (1 + eta)^t on h = -1 with no escape: final = theta_0 (1+eta)^T
+    # exactly at T = max_steps, even when the chunk is longer than the horizon's remainder.
+    q = Quadratic([-1.0, -1.0], noise="isotropic", sigma=1e-20, escape_radius=1e9)
+    res = escape_times(q, optax.sgd(0.01), batch_size=1, n_particles=4, max_steps=37, chunk_size=16,
+                       key=jax.random.key(0), init=jnp.array([1.0, 2.0]))
+    expected = np.array([1.0, 2.0]) * 1.01**37
+    np.testing.assert_allclose(np.asarray(res.final), np.broadcast_to(expected, (4, 2)), rtol=1e-5)
+    assert res.steps_run == 37

@@ -128,8 +128,8 @@ def _make_chunk(optimizer, batch_size: int, n_words: int, unroll: int, n_blocks:
                 t = block * unroll + u
                 g = grad_fn(theta, words[:, u * n_words : (u + 1) * n_words], batch_size)
                 updates, opt_state = update_fn(g, opt_state, theta)
-                theta = optax.apply_updates(theta, updates)
                 live = t < max_steps
+                theta = jnp.where(live, optax.apply_updates(theta, updates), theta)  # `final` is at max_steps
                 bad = live & (fd < 0) & ~jnp.all(jnp.isfinite(theta), axis=-1)
                 fd = jnp.where(bad, t + 1, fd)
                 hit = live & (fp < 0) & (fd < 0) & escaped_fn(theta)
