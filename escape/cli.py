@@ -89,8 +89,18 @@ def fit_cmd(directory):
 
 @cli.command("plot")
 @click.argument("directory", type=click.Path(file_okay=False))
-def plot_cmd(directory):
-    """Redraw the figure of a run DIRECTORY."""
+@click.option("--against", type=click.Path(file_okay=False), default=None,
+              help="Another escape-rate run (e.g. mode = sde) to compare rates with, cell by cell.")
+def plot_cmd(directory, against):
+    """Redraw the figure of a run DIRECTORY (or compare its rates with another run)."""
+    if against is not None:
+        from .experiments._plots import plot_rate_comparison
+
+        for d in (directory, against):
+            if not os.path.isfile(os.path.join(d, "results.csv")):
+                raise ConfigError(f"plot: {d} has no results.csv (not an escape-rate run)")
+        click.echo(str(plot_rate_comparison(directory, against)))
+        return
     click.echo(str(plot_experiment(directory)))
 
 

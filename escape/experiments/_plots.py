@@ -50,3 +50,45 @@ def plot_escape_rates(out: Path) -> Path:
     path = out / "escape_rates.png"
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def plot_rate_comparison(out: Path, other: Path) -> Path:
+    """Rates of two escape-rate runs side by side (e.g. fig6 discrete vs ``mode = "sde"``).
+
+    Left: -log rate against 1/k for both runs (filled: ``out``, open: ``other``), per optimizer. Right: the
+    ratio of the rates per cell with its 95% interval (from the two exact intervals, conservative).
+    Writes ``out/rates_vs_<other name>.png``.
+    """
+    out, other = Path(out), Path(other)
+    a, b = pd.read_csv(out / "results.csv"), pd.read_csv(other / "results.csv")
+    mode = lambda d: json.loads((d / "manifest.json").read_text())["config"]["run"].get("mode", "discrete")  # noqa: E731
+    la, lb = f"{out.name} ({mode(out)})", f"{other.name} ({mode(other)})"
+    m = a.merge(b, on=["optimizer", "sharpness"], suffixes=("_a", "_b"))
+    m = m[(m["escapes_a"] > 0) & (m["escapes_b"] > 0)]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for i, (label, sub) in enumerate(m.groupby("optimizer", sort=False)):
+        x = 1.0 / sub["sharpness"].to_numpy()
+        axes[0].plot(x, -np.log(sub["rate_a"]), "o-", color=f"C{i}", label=f"{label}: {la}")
+        axes[0].plot(x, -np.log(sub["rate_b"]), "s--", mfc="none", color=f"C{i}", label=f"{label}: {lb}")
+        ratio = sub["rate_a"].to_numpy() / sub["rate_b"].to_numpy()
+        lo = sub["rate_lower_a"].to_numpy() / sub["rate_upper_b"].to_numpy()
+        hi = sub["rate_upper_a"].to_numpy() / sub["rate_lower_b"].to_numpy()
+        axes[1].errorbar(x, ratio, yerr=[ratio - lo, hi - ratio], fmt="o", color=f"C{i}", capsize=2, label=label)
+    axes[0].set_xlabel("1 / k")
+    axes[0].set_ylabel("-log(escape rate per step)")
+    axes[0].legend(fontsize=7)
+    axes[1].axhline(1.0, color="k", lw=0.8)
+    for f in (0.5, 2.0):
+        axes[1].axhline(f, color="k", lw=0.6, ls=":")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("1 / k")
+    axes[1].set_ylabel(f"rate ratio {out.name} / {other.name}")
+    axes[1].legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    path = out / f"rates_vs_{other.name}.png"
+    atomic_write_bytes(path, buf.getvalue())
+    return path
