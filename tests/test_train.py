@@ -210,3 +210,14 @@ def test_cli_trains_and_resumes(tmp_path, capsys):
     assert "epoch   3" in printed and "metrics.csv" in printed
     history = json.loads((out / "metrics.json").read_text())
     assert history["complete"] and [r["epoch"] for r in history["epochs"]] == [1, 2, 3]
+
+
+def test_bf16_training_keeps_float32_state():
+    """bf16 compute: parameters, optimizer state and losses stay float32; the sharpness model computes in float32."""
+    cfg = TrainConfig(**{**TINY, "bf16": True, "train_examples": 64, "epochs": 1, "milestones": ()})
+    trainer = Trainer(cfg)
+    ts, row = trainer.train_epoch(trainer.init(), 0)
+    assert ts.model.compute_dtype == jnp.bfloat16 and np.isfinite(row["train_loss"])
+    floats = [x for x in jax.tree.leaves((ts.model, ts.opt_state)) if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)]
+    assert floats and all(x.dtype == jnp.float32 for x in floats)
+    assert trainer._float32_model(ts.model).compute_dtype is None

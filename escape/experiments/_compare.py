@@ -73,7 +73,9 @@ def run_configs(config: dict) -> dict[tuple[str, int], "object"]:
             accepted = ", ".join(sorted(fields - _RUN_OWNED))
             raise ConfigError(f"config: unknown key run.{key} (accepted: {accepted})")
     out = {}
-    for label, spec in config["optimizers"].items():
+    # Labels in sorted order: manifest.json stores the config with sorted keys, so this is the order that a
+    # rerun, `escape fit` and `escape plot` see too.
+    for label, spec in sorted(config["optimizers"].items()):
         if not isinstance(spec, dict) or "optimizer" not in spec:
             raise ConfigError(f"config: optimizers.{label}.optimizer is missing")
         if "__" in label or "/" in label:
@@ -182,7 +184,7 @@ def write_fit(config: dict, out: Path, table: pd.DataFrame | None = None) -> pd.
     if table is None:
         table = pd.read_csv(out / "results.csv")
     rows = []
-    for label in config["optimizers"]:
+    for label in sorted(config["optimizers"]):
         sub = table[table["optimizer"] == label]
         spec = config["optimizers"][label]
         row = {"optimizer": label, "algorithm": spec["optimizer"],
@@ -202,14 +204,14 @@ def report(out: Path) -> str:
     """The summary table as text (what ``escape run compare`` prints)."""
     out = Path(out)
     summary = pd.read_csv(out / "summary.csv")
-    lines = [f"{'optimizer':<12} {'lr':>7} {'wd':>7} {'runs':>4}  {'test acc':>15}  {'train loss':>19}  "
+    lines = [f"{'optimizer':<10} {'lr':>6} {'wd':>7} {'runs':>4}  {'test acc':>15}  {'train loss*':>19}  "
              f"{'lambda_max':>13}  {'trace(H)':>13}  {'exp. sharpness':>19}"]
     for _, r in summary.iterrows():
         pm = lambda m, fmt: f"{r[m + '_mean']:{fmt}} ± {r[m + '_std']:{fmt}}"
         lines.append(
-            f"{r['optimizer']:<12} {r['learning_rate']:>7.3g} {r['weight_decay']:>7.2g} {int(r['runs']):>4}  "
-            f"{pm('test_acc', '.4f'):>15}  {pm('train_eval_loss', '.2e'):>19}  {pm('lambda_max', '5.1f'):>13}  "
-            f"{pm('hessian_trace', '5.0f'):>13}  {pm('expected_sharpness', '.2e'):>19}"
+            f"{r['optimizer']:<10} {r['learning_rate']:>6.3g} {r['weight_decay']:>7.2g} {int(r['runs']):>4}  "
+            f"{pm('test_acc', '.4f'):>15}  {pm('train_eval_loss', '.2e'):>19}  {pm('lambda_max', '.3g'):>13}  "
+            f"{pm('hessian_trace', '.3g'):>13}  {pm('expected_sharpness', '.2e'):>19}"
         )
     lines.append("mean ± std over seeds; *whole training set, inference mode (the loss whose Hessian is measured)")
     timing = out / "timing.json"
