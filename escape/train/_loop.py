@@ -67,7 +67,7 @@ class TrainConfig:
         model: ``"small_resnet"``, ``"resnet18"`` or ``"resnet34"``; ``None``: ``small_resnet`` for digits,
             ``resnet18`` for CIFAR.
         optimizer: ``adai``, ``adaiw``, ``sgd``, ``momentum`` (alias ``sgd-momentum``), ``momentum-ema``,
-            ``adam``, ``rmsprop`` (the [`escape.optim`][] registry), ``adamw`` (``optax.adamw``), or the name of
+            ``adam``, ``rmsprop`` (the `escape.optim` registry), ``adamw`` (``optax.adamw``), or the name of
             any optax optimizer taking ``learning_rate`` (``lamb``, ``lion``, ``nadam``, ...).
         learning_rate: initial learning rate ``> 0``.
         weight_decay: ``>= 0``. Passed to optimizers that take a ``weight_decay`` argument, in their convention
@@ -239,7 +239,7 @@ def make_train_optimizer(
 ) -> optax.GradientTransformation:
     """An optimizer by name, with weight decay.
 
-    The name is looked up in [`escape.optim`][]'s registry first (after the alias ``sgd-momentum`` ->
+    The name is looked up in `escape.optim`'s registry first (after the alias ``sgd-momentum`` ->
     ``momentum``), then in optax (``adamw``, ``lamb``, ``lion``, ...). If the optimizer's factory takes a
     ``weight_decay`` argument it receives ``weight_decay`` and applies it in its own convention (``adai``:
     L2; ``adaiw``, ``adamw``: decoupled, ``theta <- theta - eta lambda theta``); otherwise the decay is L2,
@@ -402,7 +402,7 @@ _normalise = eqx.filter_jit(lambda pipeline, images: pipeline(images))
 
 
 def _curvature_loss(static):
-    """The training loss in inference mode as a function of the parameters (for [`escape.curvature`][]).
+    """The training loss in inference mode as a function of the parameters (for `escape.curvature`).
 
     The batch carries the BatchNorm state, so that it is an argument of the compiled products rather than a
     constant baked into them: runs that differ only in their arrays then compile to the same program.
@@ -609,7 +609,7 @@ def use_compilation_cache(directory) -> bool:
 
     Programs that are the same up to their array arguments then compile once per directory, within a
     process and across processes: the curvature products (compiled afresh by every call of
-    [`escape.curvature`][]) and a resumed run's steps. Global to the process. Returns whether it was set here.
+    `escape.curvature`) and a resumed run's steps. Global to the process. Returns whether it was set here.
     """
     if jax.config.jax_compilation_cache_dir:
         return False

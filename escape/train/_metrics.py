@@ -1,5 +1,5 @@
 """What a training run records: per-epoch metrics (CSV, JSON, optional TensorBoard) and the sharpness of the
-solution (top Hessian eigenvalue, Hessian trace, expected sharpness) by [`escape.curvature`][]."""
+solution (top Hessian eigenvalue, Hessian trace, expected sharpness) by `escape.curvature`."""
 
 import csv
 import dataclasses
@@ -151,7 +151,7 @@ def solution_sharpness(
 ) -> dict:
     """Top Hessian eigenvalue, Hessian trace and expected sharpness of a loss at ``params``.
 
-    Each measure is the one of [`escape.curvature`][] on the mean of ``loss_fn(params, batch)`` over
+    Each measure is the one of `escape.curvature` on the mean of ``loss_fn(params, batch)`` over
     ``batches``: [`escape.curvature.top_hessian_eigenvalue`][] (Lanczos, ``lanczos_iters`` Hessian-vector
     products per batch), [`escape.curvature.hessian_trace`][] (Hutchinson, ``hutchinson_samples`` Rademacher
     probes) and [`escape.curvature.expected_sharpness`][] (antithetic, ``sharpness_samples`` Gaussian draws of
