@@ -14,6 +14,7 @@ from . import optim as optim
 from . import simulate as simulate
 from . import stats as stats
 from . import theory as theory
+from . import train as train
 
 try:
     __version__ = _version("escape")
