@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ._config import ConfigError
-from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text, manifest
+from ._config import ConfigError, prepare_run_dir
+from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 RESULT_COLUMNS = [
     "optimizer", "algorithm", "seed", "learning_rate", "weight_decay", "epochs", "test_acc", "test_loss",
@@ -111,15 +111,7 @@ def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
     from ..train import load_dataset, train, use_compilation_cache
 
     runs = run_configs(config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    man_path = out / "manifest.json"
-    if man_path.exists():
-        old = json.loads(man_path.read_text())
-        if old.get("config") != config:
-            raise ConfigError(f"--out: {out} holds a run with a different config; choose another --out or delete it")
-    else:
-        atomic_write_json(man_path, manifest(config))
+    out = prepare_run_dir(out, config)
     if config.get("compilation_cache", False):
         use_compilation_cache(out / ".jax_cache")
     start = time.perf_counter()

@@ -80,3 +80,25 @@ def apply_overrides(config: dict, sets: list[str]) -> dict:
         if k != "preset":
             _set(config, k, v)
     return config
+
+
+def prepare_run_dir(out, config: dict):
+    """Create ``out`` and its manifest, or check that it holds a run of the same config (resume).
+
+    Returns the directory as a Path. Raises ConfigError if ``out`` holds a different config.
+    """
+    import json
+    from pathlib import Path
+
+    from ._io import atomic_write_json, manifest
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    man_path = out / "manifest.json"
+    if man_path.exists():
+        old = json.loads(man_path.read_text())
+        if old.get("config") != config:
+            raise ConfigError(f"--out: {out} holds a run with a different config; choose another --out or delete it")
+    else:
+        atomic_write_json(man_path, manifest(config))
+    return out

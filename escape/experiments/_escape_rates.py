@@ -10,7 +10,6 @@ and produces the same ``results.csv``.
 """
 
 import io
-import json
 import zlib
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from .. import stats
 from ..landscapes import make_landscape
 from ..optim import make_optimizer
 from ..simulate import escape_times, passage_masks
-from ._config import ConfigError
-from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text, manifest
+from ._config import ConfigError, prepare_run_dir
+from ._io import atomic_write_bytes, atomic_write_text
 
 RESULT_COLUMNS = [
     "optimizer", "algorithm", "sharpness", "learning_rate", "batch_size", "rate", "rate_lower", "rate_upper",
@@ -126,15 +125,7 @@ def _cell_key(seed: int, label: str, k: float):
 def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
     """Run (or resume) every cell, then write results.csv, fit.csv and the figure."""
     validate(config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    man_path = out / "manifest.json"
-    if man_path.exists():
-        old = json.loads(man_path.read_text())
-        if old.get("config") != config:
-            raise ConfigError(f"--out: {out} holds a run with a different config; choose another --out or delete it")
-    else:
-        atomic_write_json(man_path, manifest(config))
+    out = prepare_run_dir(out, config)
     run_cfg = config["run"]
     seed = int(config.get("seed", 0))
     cells = [(label, k) for label in config["optimizers"] for k in run_cfg["sharpness"]]

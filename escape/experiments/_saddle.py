@@ -39,8 +39,8 @@ from .. import _random, theory
 from ..dynamics import make_dynamics, solve_sde
 from ..landscapes import Quadratic
 from ..optim import make_optimizer
-from ._config import ConfigError
-from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text, manifest
+from ._config import ConfigError, prepare_run_dir
+from ._io import atomic_write_bytes, atomic_write_text
 
 METHODS = ("discrete", "sde")
 _RUN_KEYS = {"batch_size", "n_particles", "horizons", "table_horizons", "methods", "chunk_size"}
@@ -226,15 +226,7 @@ def theory_msd(config: dict, label: str, horizons) -> np.ndarray | None:
 def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
     """Run (or resume) every cell, then write results.csv, table.csv and the figures."""
     validate(config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    man_path = out / "manifest.json"
-    if man_path.exists():
-        old = json.loads(man_path.read_text())
-        if old.get("config") != config:
-            raise ConfigError(f"--out: {out} holds a run with a different config; choose another --out or delete it")
-    else:
-        atomic_write_json(man_path, manifest(config))
+    out = prepare_run_dir(out, config)
     cells = _cells(config)
     todo = [c for c in cells if not _cell_path(out, *c).exists()]
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), disable=not progress, unit="cell", dynamic_ncols=True)
