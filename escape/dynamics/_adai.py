@@ -5,6 +5,7 @@ from typing import Literal
 import equinox as eqx
 import jax.numpy as jnp
 
+from .._checks import check_positive
 from .._custom_types import Array, Float
 from ..landscapes import AbstractLandscape
 from ._base import (
@@ -13,7 +14,6 @@ from ._base import (
     check_closure,
     check_interval,
     check_landscape,
-    check_positive,
     stationary_second_moment,
 )
 

@@ -21,18 +21,11 @@ import lineax as lx
 import numpy as np
 from jax.extend import core as jex_core
 
+from .._checks import check_integer
 from .._custom_types import Array, Float, Point
 from ..landscapes import AbstractLandscape
 
 State = Float[Array, "components dim"]
-
-
-def check_positive(owner: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
-        np.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"{owner}: {name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 def check_interval(owner: str, name: str, value, low: float, high: float) -> float:
@@ -45,9 +38,7 @@ def check_interval(owner: str, name: str, value, low: float, high: float) -> flo
 
 
 def check_batch_size(owner: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{owner}: batch_size must be an integer >= 1, got {value!r}")
-    return int(value)
+    return check_integer(owner, "batch_size", value, 1)
 
 
 def check_landscape(owner: str, value) -> AbstractLandscape:

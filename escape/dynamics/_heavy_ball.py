@@ -6,7 +6,8 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from ..landscapes import AbstractLandscape
-from ._base import AbstractPhaseSpaceDynamics, check_batch_size, check_interval, check_landscape, check_positive
+from .._checks import check_positive
+from ._base import AbstractPhaseSpaceDynamics, check_batch_size, check_interval, check_landscape
 
 
 class HeavyBallLangevin(AbstractPhaseSpaceDynamics):

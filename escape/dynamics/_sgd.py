@@ -5,7 +5,8 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from ..landscapes import AbstractLandscape
-from ._base import AbstractDynamics, check_batch_size, check_landscape, check_positive
+from .._checks import check_positive
+from ._base import AbstractDynamics, check_batch_size, check_landscape
 
 
 class SGDLangevin(AbstractDynamics):

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from .._checks import check_integer, check_positive
 from .._custom_types import Array, Bool, Float, Int, Key, Points
 from ..simulate._engine import passage_masks
 from ._base import AbstractDynamics
@@ -188,18 +189,6 @@ def _advance(dynamics, solver, spec, detect: bool, state: _State, pid, n0, n_ste
     return state, done
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"solve_sde: {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_float(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
-        np.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"solve_sde: {name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 def solve_sde(
@@ -257,10 +246,10 @@ def solve_sde(
     """
     if not isinstance(dynamics, AbstractDynamics):
         raise ValueError(f"solve_sde: dynamics must be an AbstractDynamics, got {type(dynamics).__name__}")
-    n_particles = _check_int("n_particles", n_particles, 1)
-    chunk_size = _check_int("chunk_size", chunk_size, 1)
-    t1 = _check_float("t1", t1)
-    dt = _check_float("dt", dt)
+    n_particles = check_integer("solve_sde", "n_particles", n_particles, 1)
+    chunk_size = check_integer("solve_sde", "chunk_size", chunk_size, 1)
+    t1 = check_positive("solve_sde", "t1", t1)
+    dt = check_positive("solve_sde", "dt", dt)
     if not (brownian in BROWNIAN_KINDS or callable(brownian)):
         raise ValueError(
             f"solve_sde: brownian must be one of {BROWNIAN_KINDS} or a callable particle -> path, got {brownian!r}"
@@ -291,7 +280,7 @@ def solve_sde(
         levy_area = diffrax.SpaceTimeLevyArea
     elif levy_area is diffrax.AbstractBrownianIncrement:
         levy_area = diffrax.BrownianIncrement
-    tol = dt / 8 if brownian_tol is None else _check_float("brownian_tol", brownian_tol)
+    tol = dt / 8 if brownian_tol is None else check_positive("solve_sde", "brownian_tol", brownian_tol)
     if callable(brownian):
         spec = brownian
     else:

@@ -93,13 +93,3 @@ class AbstractLandscape(eqx.Module):
         return self.noise.covariance_diag(self, theta, batch_size)
 
 
-def check_positive(owner: str, name: str, value) -> None:
-    """One-line ValueError naming the argument unless ``value > 0``."""
-    if not (isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value) and value > 0):
-        raise ValueError(f"{owner}: {name} must be a positive number, got {value!r}")
-
-
-def check_dim(owner: str, dim) -> int:
-    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:
-        raise ValueError(f"{owner}: dim must be an integer >= 1, got {dim!r}")
-    return int(dim)

@@ -6,7 +6,8 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import AbstractLandscape, CriticalPoints, check_positive
+from .._checks import check_positive
+from ._base import AbstractLandscape, CriticalPoints
 from ._noise import AbstractNoise, make_noise
 
 

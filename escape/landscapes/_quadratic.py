@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._custom_types import Array, Float
-from ._base import AbstractLandscape, CriticalPoints, check_positive
+from .._checks import check_positive
+from ._base import AbstractLandscape, CriticalPoints
 from ._noise import AbstractNoise, make_noise
 
 

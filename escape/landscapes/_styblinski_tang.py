@@ -8,7 +8,8 @@ import numpy as np
 
 from .. import _random
 from .._custom_types import Array, Bool, Float, Point
-from ._base import AbstractLandscape, CriticalPoints, check_dim, check_positive
+from .._checks import check_integer, check_positive
+from ._base import AbstractLandscape, CriticalPoints
 from ._noise import AbstractNoise, make_noise
 
 
@@ -103,7 +104,7 @@ class StyblinskiTang(AbstractLandscape):
         data_seed: int = 0,
         sigma: float | None = None,
     ):
-        self.dim = check_dim("StyblinskiTang", dim)
+        self.dim = check_integer("StyblinskiTang", "dim", dim, 1)
         check_positive("StyblinskiTang", "sharpness", sharpness)
         # A dynamic leaf: changing k reuses the engine's compiled step.
         self.sharpness = jnp.asarray(sharpness, dtype=jnp.float32)

@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from .. import _random
+from .._checks import check_integer
 from .._custom_types import Array, Bool, Int, Key, Points
 from ..landscapes import AbstractLandscape
 
@@ -93,12 +94,6 @@ class _State(eqx.Module):
     opt_state: optax.OptState
     first_passage: Int[Array, " particles"]
     first_divergence: Int[Array, " particles"]
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"escape_times: {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 @functools.lru_cache(maxsize=32)
@@ -186,10 +181,10 @@ def escape_times(
         raise ValueError(f"escape_times: landscape must be an AbstractLandscape, got {type(landscape).__name__}")
     if not isinstance(optimizer, optax.GradientTransformation):
         raise ValueError("escape_times: optimizer must be an optax.GradientTransformation")
-    batch_size = _check_int("batch_size", batch_size, 1)
-    n_particles = _check_int("n_particles", n_particles, 1)
-    max_steps = _check_int("max_steps", max_steps, 1)
-    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    batch_size = check_integer("escape_times", "batch_size", batch_size, 1)
+    n_particles = check_integer("escape_times", "n_particles", n_particles, 1)
+    max_steps = check_integer("escape_times", "max_steps", max_steps, 1)
+    chunk_size = check_integer("escape_times", "chunk_size", chunk_size, 1)
     devices = list(jax.devices() if devices is None else devices)
     n_dev = len(devices)
     n_words = landscape.noise_words(batch_size)

@@ -1,0 +1,23 @@
+"""Construction-time checks of concrete arguments, one-line ValueErrors naming the argument.
+
+(Optimizer hyperparameters have their own, lenient checks in ``escape.optim._validate``: they skip schedules
+and traced values so that ``optax.inject_hyperparams`` works.)
+"""
+
+import numpy as np
+
+
+def check_positive(owner: str, name: str, value) -> float:
+    """``value`` as a float if it is a finite number > 0 (not a bool); else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+        np.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"{owner}: {name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_integer(owner: str, name: str, value, minimum: int) -> int:
+    """``value`` as an int if it is an integer >= ``minimum`` (not a bool); else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
