@@ -76,7 +76,9 @@ def _sample_gradients(landscape, theta, batch, n, seed=0):
     return jax.vmap(lambda w: landscape.stochastic_gradient(theta, w, batch))(words)
 
 
-@pytest.mark.parametrize("noise,n_data", [("data", 2000), ("data", None), ("hessian", 2000)])
+@pytest.mark.parametrize(
+    "noise,n_data", [("data", 2000), ("data", None), ("data-gaussian", 2000), ("data-gaussian", None), ("hessian", 2000)]
+)
 def test_stochastic_gradient_mean_and_covariance(noise, n_data):
     st = StyblinskiTang(dim=3, sharpness=1.5, noise=noise, n_data=n_data)
     theta = st.initial_point() + 0.05
@@ -90,6 +92,29 @@ def test_stochastic_gradient_mean_and_covariance(noise, n_data):
     kurt = np.mean((g - g.mean(0)) ** 4, 0) / var**2
     var_se = c * np.sqrt((kurt - 1) / n)
     np.testing.assert_array_less(np.abs(var - c), 5 * var_se + 1e-6 * c)
+
+
+def test_data_gaussian_noise_keeps_moments_and_drops_heavy_tails():
+    """Same covariance as the data model; excess kurtosis 0 (data: a cubic of a Gaussian, far above 0)."""
+    st_data = StyblinskiTang(dim=2, sharpness=1.0, noise="data", n_data=None)
+    st_gauss = StyblinskiTang(dim=2, sharpness=1.0, noise="data-gaussian", n_data=None)
+    theta = st_data.initial_point()
+    np.testing.assert_allclose(
+        np.asarray(st_gauss.gradient_covariance_diag(theta, 1)), np.asarray(st_data.gradient_covariance_diag(theta, 1))
+    )
+    n = 200_000
+    kurt = {}
+    for name, st in (("data", st_data), ("gauss", st_gauss)):
+        g = np.asarray(_sample_gradients(st, theta, 1, n, seed=3), np.float64)
+        z = g - g.mean(0)
+        kurt[name] = np.mean(z**4, 0) / np.mean(z**2, 0) ** 2
+    np.testing.assert_array_less(np.abs(kurt["gauss"] - 3.0), 5 * np.sqrt(24 / n))
+    assert np.all(kurt["data"] > 6.0), kurt["data"]
+
+
+def test_data_gaussian_noise_needs_a_data_model():
+    with pytest.raises(ValueError, match="no data model"):
+        Quadratic([1.0, -1.0], noise="data-gaussian").noise_words(1)
 
 
 def test_isotropic_noise_covariance():

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.extend.random import threefry2x32_p
 from scipy import stats
 
@@ -47,3 +48,13 @@ def test_fold_in_matches_jax():
     for data in (0, 1, 7, 2**31 - 5):
         ref = jax.random.key_data(jax.random.fold_in(key, data))
         np.testing.assert_array_equal(np.asarray(_random.fold_in(jax.random.key_data(key), data)), np.asarray(ref))
+
+
+@pytest.mark.parametrize("n", [1, 7, 50_000, 1 << 16, (1 << 16) + 1, 3_000_000])
+def test_index_is_the_exact_multiply_high(n):
+    """index(w, n) = floor(w n / 2^32) (computed in uint64 here) for n <= 2^16; w mod n above."""
+    w = np.random.default_rng(n).integers(0, 2**32, 200_000, dtype=np.uint64)
+    w[:4] = [0, 1, 2**32 - 1, 2**31]
+    got = np.asarray(_random.index(jnp.asarray(w.astype(np.uint32)), n))
+    ref = (w * np.uint64(n)) >> np.uint64(32) if n <= 1 << 16 else w % np.uint64(n)
+    np.testing.assert_array_equal(got, ref.astype(np.int64))

@@ -5,6 +5,7 @@ from ._double_well import DoubleWell as DoubleWell
 from ._noise import (
     AbstractNoise as AbstractNoise,
     DataNoise as DataNoise,
+    GaussianDataNoise as GaussianDataNoise,
     HessianNoise as HessianNoise,
     IsotropicNoise as IsotropicNoise,
     NOISE_MODELS as NOISE_MODELS,

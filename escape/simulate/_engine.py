@@ -104,19 +104,26 @@ def _make_chunk(optimizer, batch_size: int, n_words: int, unroll: int, n_blocks:
     replicated), so the partitioner keeps each device on its own particles with no communication but
     the final ``all done`` reduction. Cached: runs with the same optimizer object and noise layout reuse
     the compiled chunk (the landscape's arrays, e.g. its sharpness, are arguments, not constants).
+
+    Layout: particles are the *last* axis of every state array (``theta`` is ``(dim, particles)``), so
+    elementwise updates and the per-particle reductions over coordinates (escape and divergence tests)
+    run along contiguous, vectorisable rows; particle-major storage made each step ~1.3x slower on CPU.
+    The noise words are materialised once per block (``optimization_barrier``): fused into the gather,
+    XLA's loop emitter re-evaluated the 20-round hash for every gathered coordinate.
     """
 
     @eqx.filter_jit
     def chunk(state: _State, pid, landscape, key, t0, max_steps):
-        grad_fn = jax.vmap(landscape.stochastic_gradient, in_axes=(0, 0, None))
-        update_fn = jax.vmap(optimizer.update)
-        escaped_fn = jax.vmap(landscape.escaped)
+        grad_fn = jax.vmap(landscape.stochastic_gradient, in_axes=(-1, 0, None), out_axes=-1)
+        update_fn = jax.vmap(optimizer.update, in_axes=-1, out_axes=-1)
+        escaped_fn = jax.vmap(landscape.escaped, in_axes=-1)
         n_local = pid.shape[0]
 
         def body(carry: _State, block):
             theta, opt_state, fp, fd = carry.theta, carry.opt_state, carry.first_passage, carry.first_divergence
             if n_words:
                 words = _random.block_words(key, block, pid, n_words * unroll)
+                words = jax.lax.optimization_barrier(words)
             else:
                 words = jnp.zeros((n_local, 0), jnp.uint32)
             for u in range(unroll):
@@ -128,7 +135,7 @@ def _make_chunk(optimizer, batch_size: int, n_words: int, unroll: int, n_blocks:
                 # Only the chunk that crosses the horizon is masked (a select costs ~40% of a step on CPU):
                 # `final` is then the state at max_steps.
                 theta = jnp.where(live, new, theta) if masked else new
-                bad = live & (fd < 0) & ~jnp.all(jnp.isfinite(theta), axis=-1)
+                bad = live & (fd < 0) & ~jnp.all(jnp.isfinite(theta), axis=0)
                 fd = jnp.where(bad, t + 1, fd)
                 hit = live & (fp < 0) & (fd < 0) & escaped_fn(theta)
                 fp = jnp.where(hit, t + 1, fp)
@@ -198,16 +205,18 @@ def escape_times(
         theta0 = jnp.broadcast_to(theta0, (n_particles, dim))
     if theta0.shape != (n_particles, dim):
         raise ValueError(f"escape_times: init must have shape ({dim},) or ({n_particles}, {dim}), got {theta0.shape}")
-    theta0 = jnp.concatenate([theta0, jnp.broadcast_to(theta0[:1], (padded - n_particles, dim))])
+    theta0 = jnp.concatenate([theta0, jnp.broadcast_to(theta0[:1], (padded - n_particles, dim))]).T
     state = _State(
         theta0,
-        jax.vmap(optimizer.init)(theta0),
+        jax.vmap(optimizer.init, in_axes=-1, out_axes=-1)(theta0),
         jnp.full((padded,), -1, jnp.int32),
         jnp.full((padded,), -1, jnp.int32),
     )
     mesh = Mesh(np.array(devices), (_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
     sharded = NamedSharding(mesh, PartitionSpec(_AXIS))
-    state = jax.device_put(state, sharded)
+    state = jax.device_put(
+        state, jax.tree.map(lambda a: NamedSharding(mesh, PartitionSpec(*([None] * (a.ndim - 1)), _AXIS)), state)
+    )
     pid = jax.device_put(jnp.arange(padded, dtype=jnp.uint32), sharded)
     landscape = jax.device_put(landscape, NamedSharding(mesh, PartitionSpec()))
     chunk = _make_chunk(optimizer, batch_size, n_words, unroll, n_blocks)
@@ -232,5 +241,5 @@ def escape_times(
         first_divergence=state.first_divergence[:n_particles],
         steps_run=t,
         max_steps=max_steps,
-        final=state.theta[:n_particles],
+        final=state.theta.T[:n_particles],
     )
