@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/escape run fig6 --out runs/fig6-demo --set preset=demo
+	$(VENV)/bin/escape run fig6 --out runs/fig6-demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -56,9 +56,19 @@ def block_words(
     key: Key, block: Int[Array, ""], particle: UInt32[Array, " particles"], n_words: int
 ) -> UInt32[Array, "particles {n_words}"]:
     """The ``n_words`` (even) noise words of ``block`` for each particle index in ``particle``."""
+    return block_key_words(fold_in(jax.random.key_data(key), block), particle, n_words)
+
+
+def block_key_words(
+    kb: UInt32[Array, "2"], particle: UInt32[Array, " particles"], n_words: int
+) -> UInt32[Array, "particles {n_words}"]:
+    """:func:`block_words` from the block key ``kb = fold_in(key_data(key), block)``.
+
+    For loops: pass ``kb`` in materialised (a loop-carried value or an input), or XLA fuses the scalar
+    ``fold_in`` hash into every element that uses a word and evaluates it there.
+    """
     if n_words % 2:
         raise ValueError(f"block_words: n_words must be even, got {n_words}")
-    kb = fold_in(jax.random.key_data(key), block)
     k0 = jnp.broadcast_to(kb[0], particle.shape)
     k1 = jnp.broadcast_to(kb[1], particle.shape)
     halves = []

@@ -13,6 +13,7 @@ from escape import _random
 from escape.dynamics import (
     AdaiLangevin,
     AdamLangevin,
+    FixedHeun,
     HeavyBallLangevin,
     make_dynamics,
     SGDLangevin,
@@ -123,7 +124,7 @@ def test_augmented_closure_relaxes_v_to_its_mean_square_gradient():
         dv = dyn.drift(0.0, y, None)[2]
         np.testing.assert_allclose(dv, (1 - 0.99) / eta * (target - np.array([3.0, 0.1])), rtol=1e-5)
         assert not dyn.additive_noise()  # the noise coefficient depends on v
-        assert isinstance(dyn.default_solver(), diffrax.Heun)
+        assert isinstance(dyn.default_solver(), FixedHeun)
     assert AdamLangevin(q, eta, batch).additive_noise()
     assert isinstance(AdamLangevin(q, eta, batch).default_solver(), diffrax.ShARK)
     assert isinstance(SGDLangevin(StyblinskiTang(dim=2, noise="hessian"), eta).default_solver(), diffrax.Euler)
@@ -330,8 +331,8 @@ STRONG_CASES = {
     # Euler's h^1 error term still shows at coarse steps on the GBM: finer levels, exact reference
     "sgd-multiplicative-euler": ("gbm", _SGD, diffrax.Euler(), "exact", 0.5, np.arange(6, 12)),
     "sgd-multiplicative-itomilstein": ("gbm", _SGD, diffrax.ItoMilstein(), "exact", 1.0, np.arange(3, 9)),
-    "momentum-multiplicative-heun": ("gbm", _HB, diffrax.Heun(), diffrax.Euler(), 1.0, np.arange(3, 9)),
-    "adam-augmented-heun": ("gbm", _ADAM, diffrax.Heun(), diffrax.Euler(), 1.0, np.arange(3, 9)),
+    "momentum-multiplicative-heun": ("gbm", _HB, FixedHeun(), diffrax.Euler(), 1.0, np.arange(3, 9)),
+    "adam-augmented-heun": ("gbm", _ADAM, FixedHeun(), diffrax.Euler(), 1.0, np.arange(3, 9)),
 }
 
 
@@ -452,3 +453,17 @@ def test_solve_sde_saves_the_msd_and_checks_its_arguments():
         solve_sde(dyn, n_particles=2, t1=1.0, dt=0.1, key=jax.random.key(0), init=jnp.zeros(3))
     with pytest.raises(ValueError, match="brownian"):
         solve_sde(dyn, n_particles=2, t1=1.0, dt=0.1, key=jax.random.key(0), brownian="sobol")
+
+
+@pytest.mark.parametrize("name", ["momentum", "adam", "adai"])
+def test_fixed_heun_is_diffrax_heun(name):
+    """FixedHeun (the phase-space default) takes diffrax.Heun's steps: same path, float64 round-off apart."""
+    with jax.enable_x64(True):
+        land = StyblinskiTang(dim=3, sharpness=1.0, noise="hessian")
+        dyn = make_dynamics(name, land, batch_size=1, learning_rate=1e-2)
+        init = jnp.asarray(land.initial_point(), jnp.float64)
+        kw = dict(n_particles=16, t1=2.0, dt=1e-2, key=jax.random.key(3), escape=False, init=init)
+        a = solve_sde(dyn, solver=diffrax.Heun(), **kw).final
+        b = solve_sde(dyn, solver=FixedHeun(), **kw).final
+        assert bool(jnp.all(jnp.isfinite(a)))
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12)

@@ -10,4 +10,5 @@ from ._brownian import BrownianSpec as BrownianSpec, CounterBrownianPath as Coun
 from ._heavy_ball import HeavyBallLangevin as HeavyBallLangevin
 from ._registry import DYNAMICS as DYNAMICS, make_dynamics as make_dynamics
 from ._sgd import SGDLangevin as SGDLangevin
+from ._solvers import FixedHeun as FixedHeun
 from ._solve import SDEResult as SDEResult, solve_sde as solve_sde

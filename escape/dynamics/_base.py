@@ -24,6 +24,7 @@ from jax.extend import core as jex_core
 from .._checks import check_integer
 from .._custom_types import Array, Float, Point
 from ..landscapes import AbstractLandscape
+from ._solvers import FixedHeun
 
 State = Float[Array, "components dim"]
 
@@ -237,15 +238,16 @@ class AbstractPhaseSpaceDynamics(AbstractDynamics):
         return jnp.sqrt(2.0 * diffusion) / mass
 
     def default_solver(self) -> diffrax.AbstractSolver:
-        """``diffrax.ShARK()`` for additive noise, else ``diffrax.Heun()``.
+        """``diffrax.ShARK()`` for additive noise, else Heun (:class:`escape.dynamics.FixedHeun`).
 
         The noise drives ``r`` with a coefficient that depends on ``theta`` (and ``v``) but never on ``r``,
         so the Ito-Stratonovich correction ``(1/2) sum_k sigma_k d_k sigma`` vanishes and the noise is
         commutative: Heun (a Stratonovich solver, deterministic order 2) converges to the Ito solution with
         strong order 1, and resolves the velocity's oscillations far better than Euler-Maruyama at the
-        same step (measured in ``tests/test_dynamics.py``).
+        same step (measured in ``tests/test_dynamics.py``). ``FixedHeun`` is ``diffrax.Heun``'s update
+        written out for fixed steps (equal to float32 round-off, about 2x faster on CPU).
         """
-        return diffrax.ShARK() if self.additive_noise() else diffrax.Heun()
+        return diffrax.ShARK() if self.additive_noise() else FixedHeun()
 
     def temperature(self, y: State) -> Point:
         """``T_eff = D / gamma`` per coordinate (THEORY 3)."""

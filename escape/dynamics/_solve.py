@@ -29,7 +29,7 @@ from .._checks import check_integer, check_positive
 from .._custom_types import Array, Bool, Float, Int, Key, Points
 from ..simulate._engine import passage_masks
 from ._base import AbstractDynamics
-from ._brownian import BROWNIAN_KINDS, BrownianKind, BrownianSpec
+from ._brownian import BROWNIAN_KINDS, BrownianKind, BrownianSpec, CounterBrownianPath, step_key, step_normals
 
 __all__ = ["SDEResult", "solve_sde"]
 
@@ -153,11 +153,11 @@ def _grid_index(name: str, t: np.ndarray, dt: float) -> np.ndarray:
     return k.astype(np.int64)
 
 
-def _particle_step(dynamics, solver, spec, y, particle, t0, t1):
+def _particle_step(dynamics, solver, spec, y, particle, t0, t1, normals=None):
     """One diffrax solver step of one particle. The solver state is rebuilt by ``init`` every step: exact
     for every solver (FSAL solvers only lose their cached first stage), and free for the fixed-step SDE
-    solvers used here, whose state is ``None``."""
-    terms = dynamics.terms(spec(particle))
+    solvers used here, whose state is ``None``. ``normals``: the step's precomputed counter normals."""
+    terms = dynamics.terms(spec(particle) if normals is None else spec(particle, normals))
     state = solver.init(terms, t0, t1, y, None)
     y1, _, _, _, _ = solver.step(terms, t0, t1, y, None, state, made_jump=False)
     return y1
@@ -165,16 +165,31 @@ def _particle_step(dynamics, solver, spec, y, particle, t0, t1):
 
 @eqx.filter_jit
 def _advance(dynamics, solver, spec, detect: bool, state: _State, pid, n0, n_steps, dt):
-    """``n_steps`` solver steps from global step ``n0`` for every particle (a ``fori_loop``)."""
-    step = jax.vmap(_particle_step, in_axes=(None, None, None, 0, 0, None, None))
+    """``n_steps`` solver steps from global step ``n0`` for every particle (a ``fori_loop``).
+
+    With counter paths the normals of every particle are drawn in one vectorised pass per step, one step
+    ahead, and carried in the loop state: a carried array is materialised, so the inverse-erf runs in its
+    own kernel with particles on the minor axis (where it vectorises on CPU; fused into the solver step it
+    runs along the 10-long state axis, ~7x slower), and the words' hash is evaluated once per word.
+    """
+    # Counter paths: draw every particle's normals for the step in one vectorised pass (same words).
+    counter = isinstance(spec, BrownianSpec) and spec.kind == "counter"
+    n_words = CounterBrownianPath(spec.shape, spec.levy_area, spec.key, pid[0]).n_words if counter else 0
+    step = jax.vmap(_particle_step, in_axes=(None, None, None, 0, 0, None, None, 0 if counter else None))
     escaped = jax.vmap(dynamics.landscape.escaped)
     dtype = state.y.dtype
 
-    def body(i, s: _State):
+    def draw(t):  # (particles, n_words) normals of the step starting at t, computed particles-last
+        return step_normals(step_key(spec.key, t), pid, n_words).T
+
+    def body(i, carry):
+        s, normals = carry
         n = n0 + i
         t0 = n.astype(dtype) * dt
         t1 = (n + 1).astype(dtype) * dt
-        y = step(dynamics, solver, spec, s.y, pid, t0, t1)
+        y = step(dynamics, solver, spec, s.y, pid, t0, t1, normals if counter else None)
+        if counter:
+            normals = draw(t1)
         fd = s.first_divergence
         bad = (fd < 0) & ~jnp.all(jnp.isfinite(y), axis=(1, 2))
         fd = jnp.where(bad, n + 1, fd)
@@ -182,9 +197,10 @@ def _advance(dynamics, solver, spec, detect: bool, state: _State, pid, n0, n_ste
         if detect:
             hit = (fp < 0) & (fd < 0) & escaped(y[:, 0, :])
             fp = jnp.where(hit, n + 1, fp)
-        return _State(y, fp, fd)
+        return _State(y, fp, fd), normals
 
-    state = jax.lax.fori_loop(0, n_steps, body, state)
+    normals0 = draw(n0.astype(dtype) * dt) if counter else jnp.zeros((0,), dtype)
+    state, _ = jax.lax.fori_loop(0, n_steps, body, (state, normals0))
     done = jnp.all((state.first_passage >= 0) | (state.first_divergence >= 0))
     return state, done
 
