@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .. import _random
 from .._checks import check_integer
-from .._custom_types import Array, Bool, Int, Key, Points
+from .._custom_types import Array, Bool, Float, Int, Key, Points
 from ..landscapes import AbstractLandscape
 
 _AXIS = "particles"
@@ -90,8 +90,8 @@ class EscapeResult(eqx.Module):
 
 
 class _State(eqx.Module):
-    theta: Points
-    opt_state: optax.OptState
+    theta: Float[Array, "dim particles"]  # particles last (see _make_chunk)
+    opt_state: optax.OptState  # every leaf has the particle axis last
     first_passage: Int[Array, " particles"]
     first_divergence: Int[Array, " particles"]
 
