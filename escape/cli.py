@@ -6,6 +6,7 @@ Bad input gives a one-line message on stderr and exit code 2, never a traceback
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -85,6 +86,19 @@ def fit_cmd(directory):
         click.echo(report)
         return
     _print_tables(table, fit_table)
+
+
+@cli.command("pool")
+@click.argument("directories", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory of the pooled run.")
+def pool_cmd(directories, out):
+    """Pool replicate escape-rate runs (same config, distinct seeds) into one run directory and fit it."""
+    from .experiments._escape_rates import pool
+
+    table = pool(list(directories), Path(out))
+    _, fit_table = fit_experiment(out)
+    _print_tables(table, fit_table)
+    click.echo(f"\nwrote {out}/results.csv, fit.csv, manifest.json, escape_rates.png")
 
 
 @cli.command("plot")

@@ -1,5 +1,6 @@
 """The escape command: bad input handling, list/fit/plot, and resume after SIGKILL."""
 
+import json
 import os
 import signal
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -121,3 +123,32 @@ def test_fit_and_plot_commands(tmp_path, capsys):
     # a second run with another config in the same directory is refused
     code, err = _run_main(["run", "fig6", "--out", str(out), *SMOKE], capsys)
     assert code == 2 and "different config" in err
+
+
+def test_pool_adds_replicates_cell_by_cell(tmp_path, capsys):
+    """Pooled cells hold both runs' particles: counts add, and each rate is the pooled MLE (total escapes
+    over total exposure, each source's exposure being its escapes / rate)."""
+    sets = [*SMOKE, "--set", "run.sharpness=[3.0, 4.0]", "--set", "run.n_particles=16"]
+    a, b, p = tmp_path / "a", tmp_path / "b", tmp_path / "pooled"
+    main(["run", "fig6", "--out", str(a), *sets])
+    main(["run", "fig6", "--out", str(b), *sets, "--set", "seed=1", "--set", "run.n_particles=24"])
+    main(["pool", str(a), str(b), "--out", str(p)])
+    ra, rb, rp = (pd.read_csv(d / "results.csv") for d in (a, b, p))
+    assert len(rp) == len(ra) == 8
+    for col in ["particles", "escapes", "early_escapes", "censored", "diverged"]:
+        np.testing.assert_array_equal(rp[col].to_numpy(), (ra[col] + rb[col]).to_numpy(), err_msg=col)
+    both = (ra.escapes > 0) & (rb.escapes > 0)
+    assert both.sum() >= 4
+    exposure = ra.escapes / ra.rate + rb.escapes / rb.rate
+    np.testing.assert_allclose(rp.rate[both], ((ra.escapes + rb.escapes) / exposure)[both], rtol=1e-9)
+    manifest = json.loads((p / "manifest.json").read_text())
+    assert manifest["config"]["run"]["n_particles"] == 40
+    assert [s["seed"] for s in manifest["config"]["pooled_from"]] == [0, 1]
+    assert (p / "fit.csv").is_file() and (p / "escape_rates.png").is_file()
+    # the same seed twice would repeat particles; a different config is not a replicate
+    code, err = _run_main(["pool", str(a), str(a), "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "distinct seeds" in err and "Traceback" not in err
+    c = tmp_path / "c"
+    main(["run", "fig6", "--out", str(c), *sets, "--set", "seed=2", "--set", "optimizers.sgd.learning_rate=0.01"])
+    code, err = _run_main(["pool", str(a), str(c), "--out", str(tmp_path / "y")], capsys)
+    assert code == 2 and "differs" in err

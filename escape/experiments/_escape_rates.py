@@ -293,3 +293,75 @@ def write_fit(config: dict, out: Path, table: pd.DataFrame | None = None) -> pd.
     atomic_write_text(out / "fit.csv", fit_table.to_csv(index=False, float_format="%.10g"))
     return fit_table
 
+
+
+def pool(sources: list, out: Path) -> pd.DataFrame:
+    """Pool independent replicate runs of one escape-rate config into the run directory ``out``.
+
+    The sources must hold the same config up to ``seed`` and ``run.n_particles`` (and ``run.chunk_size``,
+    which does not change results), with distinct seeds: their particles are then independent draws of
+    the same cells. Each cell's per-particle first-passage and divergence steps are concatenated (a cell
+    must be finished in every source) and the rows and fits are recomputed with the same estimators, so
+    a pooled cell is exactly the cell one run with all the particles would report, up to which particles
+    were drawn. ``out`` gets ``cells/``, ``results.csv``, ``fit.csv``, the figure and a manifest whose
+    config lists the sources and seeds and the total particle count.
+    """
+    if len(sources) < 2:
+        raise ConfigError("pool: give at least two run directories")
+    configs = []
+    for src in sources:
+        path = Path(src) / "manifest.json"
+        if not path.is_file():
+            raise ConfigError(f"pool: {src} has no manifest.json (not a run directory)")
+        cfg = json.loads(path.read_text())["config"]
+        if cfg.get("kind", "escape-rates") != "escape-rates":
+            raise ConfigError(f"pool: {src} is a {cfg.get('kind')!r} run; only escape-rate runs can be pooled")
+        configs.append(cfg)
+
+    def core(cfg):
+        c = json.loads(json.dumps(cfg))
+        for key in ("seed", "preset", "pooled_from"):
+            c.pop(key, None)
+        for key in ("n_particles", "chunk_size"):
+            c["run"].pop(key, None)
+        return c
+
+    seeds = [int(c.get("seed", 0)) for c in configs]
+    for src, cfg in zip(sources[1:], configs[1:]):
+        if core(cfg) != core(configs[0]):
+            raise ConfigError(f"pool: {src} differs from {sources[0]} in more than seed and n_particles")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"pool: the sources must have distinct seeds (got {seeds}): equal seeds repeat particles")
+    config = json.loads(json.dumps(configs[0]))
+    config.pop("preset", None)
+    config["seed"] = seeds[0]
+    config["run"]["n_particles"] = int(sum(int(c["run"]["n_particles"]) for c in configs))
+    config["pooled_from"] = [{"directory": str(Path(s).resolve()), "seed": sd} for s, sd in zip(sources, seeds)]
+    out = prepare_run_dir(out, config)
+    for label in config["optimizers"]:
+        for k in config["run"]["sharpness"]:
+            name = f"{_cell_name(label, k)}.npz"
+            parts = []
+            for src in sources:
+                path = Path(src) / "cells" / name
+                if not path.is_file():
+                    raise ConfigError(f"pool: {src} has no finished cell {name}; finish (resume) that run first")
+                with np.load(path) as cell:
+                    parts.append(dict(cell))
+            buf = io.BytesIO()
+            np.savez(
+                buf,
+                first_passage=np.concatenate([p["first_passage"] for p in parts]),
+                first_divergence=np.concatenate([p["first_divergence"] for p in parts]),
+                # Censored particles exist only where a run went to its horizon; one that stopped early had
+                # none left, so the longest run sets the shared horizon.
+                steps_run=max(int(p["steps_run"]) for p in parts),
+                max_steps=max(int(p["max_steps"]) for p in parts),
+            )
+            atomic_write_bytes(out / "cells" / name, buf.getvalue())
+    table = write_results(config, out)
+    write_fit(config, out, table)
+    from ._plots import plot_escape_rates
+
+    plot_escape_rates(out)
+    return table
