@@ -5,6 +5,7 @@ from ._adam import AdamLangevin as AdamLangevin
 from ._base import (
     AbstractDynamics as AbstractDynamics,
     AbstractPhaseSpaceDynamics as AbstractPhaseSpaceDynamics,
+    AbstractSecondMomentDynamics as AbstractSecondMomentDynamics,
 )
 from ._brownian import BrownianSpec as BrownianSpec, CounterBrownianPath as CounterBrownianPath
 from ._heavy_ball import HeavyBallLangevin as HeavyBallLangevin

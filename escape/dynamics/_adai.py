@@ -9,16 +9,16 @@ from .._checks import check_positive
 from .._custom_types import Array, Float
 from ..landscapes import AbstractLandscape
 from ._base import (
-    AbstractPhaseSpaceDynamics,
+    AbstractSecondMomentDynamics,
     check_batch_size,
     check_closure,
     check_interval,
     check_landscape,
-    stationary_second_moment,
+    frozen_second_moment,
 )
 
 
-class AdaiLangevin(AbstractPhaseSpaceDynamics):
+class AdaiLangevin(AbstractSecondMomentDynamics):
     r"""Adai: EMA heavy ball with ``beta1_i = clip(1 - beta0 v_i / v_bar, 0, 1 - eps)``.
 
     In dynamical time ``t = eta T``:
@@ -69,15 +69,7 @@ class AdaiLangevin(AbstractPhaseSpaceDynamics):
             raise ValueError(f"AdaiLangevin: eps must be in (0, 1), got {eps!r}")
         self.eps = float(eps)
         self.closure = check_closure("AdaiLangevin", closure)
-        point = landscape.initial_point() if v_point is None else jnp.asarray(v_point)
-        self.v_frozen = stationary_second_moment(landscape, point, self.batch_size)
-
-    @property
-    def components(self):
-        return ("theta", "r") if self.closure == "quasi-static" else ("theta", "r", "v")
-
-    def second_moment(self, y) -> Float[Array, " dim"]:
-        return self.v_frozen.astype(y.dtype) if self.closure == "quasi-static" else y[2]
+        self.v_frozen = frozen_second_moment(landscape, v_point, self.batch_size)
 
     def inertia(self, y) -> Float[Array, " dim"]:
         """``1 - beta1_i = clip(beta0 v_i / v_bar, eps, 1)``."""
@@ -86,19 +78,11 @@ class AdaiLangevin(AbstractPhaseSpaceDynamics):
         ratio = jnp.where(v_bar > 0, v / jnp.where(v_bar > 0, v_bar, 1.0), 1.0)
         return jnp.clip(self.beta0 * ratio, self.eps, 1.0)
 
-    def initial_state(self, theta0):
-        theta0 = jnp.asarray(theta0)
-        rows = [theta0, jnp.zeros_like(theta0)]
-        if self.closure == "augmented":
-            rows.append(stationary_second_moment(self.landscape, theta0, self.batch_size).astype(theta0.dtype))
-        return jnp.stack(rows)
+    @property
+    def v_decay(self) -> float:
+        return self.beta2
 
     def coefficients(self, y):
         theta = y[0]
         return self.learning_rate / self.inertia(y), jnp.ones_like(theta), self.diffusion_coefficient(theta)
 
-    def extra_drift(self, y):
-        if self.closure == "quasi-static":
-            return []
-        target = stationary_second_moment(self.landscape, y[0], self.batch_size)
-        return [(1.0 - self.beta2) / self.learning_rate * (target - y[2])]

@@ -9,16 +9,16 @@ from .._checks import check_positive
 from .._custom_types import Array, Float
 from ..landscapes import AbstractLandscape
 from ._base import (
-    AbstractPhaseSpaceDynamics,
+    AbstractSecondMomentDynamics,
     check_batch_size,
     check_closure,
     check_interval,
     check_landscape,
-    stationary_second_moment,
+    frozen_second_moment,
 )
 
 
-class AdamLangevin(AbstractPhaseSpaceDynamics):
+class AdamLangevin(AbstractSecondMomentDynamics):
     r"""Adam as EMA heavy ball with the diagonal learning rate ``eta_i = eta / s_i``, ``s_i = sqrt(v_i) + eps``.
 
     In dynamical time ``t = eta T`` (one time unit per ``1 / eta`` iterations, as for every model):
@@ -70,30 +70,13 @@ class AdamLangevin(AbstractPhaseSpaceDynamics):
         self.b2 = check_interval("AdamLangevin", "b2", b2, 0.0, 1.0)
         self.eps = check_interval("AdamLangevin", "eps", eps, 0.0, float("inf"))
         self.closure = check_closure("AdamLangevin", closure)
-        point = landscape.initial_point() if v_point is None else jnp.asarray(v_point)
-        self.v_frozen = stationary_second_moment(landscape, point, self.batch_size)
+        self.v_frozen = frozen_second_moment(landscape, v_point, self.batch_size)
 
     @property
-    def components(self):
-        return ("theta", "r") if self.closure == "quasi-static" else ("theta", "r", "v")
-
-    def second_moment(self, y) -> Float[Array, " dim"]:
-        """``v`` at state ``y`` (the frozen value, or the third row)."""
-        return self.v_frozen.astype(y.dtype) if self.closure == "quasi-static" else y[2]
-
-    def initial_state(self, theta0):
-        theta0 = jnp.asarray(theta0)
-        rows = [theta0, jnp.zeros_like(theta0)]
-        if self.closure == "augmented":
-            rows.append(stationary_second_moment(self.landscape, theta0, self.batch_size).astype(theta0.dtype))
-        return jnp.stack(rows)
+    def v_decay(self) -> float:
+        return self.b2
 
     def coefficients(self, y):
         s = jnp.sqrt(jnp.maximum(self.second_moment(y), 0.0)) + self.eps
         return self.learning_rate * s / (1.0 - self.b1), s, self.diffusion_coefficient(y[0])
 
-    def extra_drift(self, y):
-        if self.closure == "quasi-static":
-            return []
-        target = stationary_second_moment(self.landscape, y[0], self.batch_size)
-        return [(1.0 - self.b2) / self.learning_rate * (target - y[2])]

@@ -255,6 +255,51 @@ class AbstractPhaseSpaceDynamics(AbstractDynamics):
         return diffusion / damping
 
 
+class AbstractSecondMomentDynamics(AbstractPhaseSpaceDynamics):
+    """Phase-space models whose coefficients depend on the gradient's second moment ``v`` (Adam, Adai).
+
+    Two closures for ``v`` (THEORY 3): ``"quasi-static"`` (``v`` frozen at :attr:`v_frozen`, state
+    ``(theta, r)``) and ``"augmented"`` (``v`` a third row relaxing to ``E g^2`` at rate
+    ``(1 - v_decay) / eta``, started there). Concrete models give :attr:`v_decay` (their ``beta2``) and
+    :meth:`coefficients` in terms of :meth:`second_moment`.
+    """
+
+    closure: eqx.AbstractVar[str]
+    v_frozen: eqx.AbstractVar[Float[Array, " dim"]]
+
+    @property
+    @abc.abstractmethod
+    def v_decay(self) -> float:
+        """The decay rate ``beta2`` of the optimizer's ``v`` average."""
+
+    @property
+    def components(self):
+        return ("theta", "r") if self.closure == "quasi-static" else ("theta", "r", "v")
+
+    def second_moment(self, y: State) -> Point:
+        """``v`` at state ``y`` (the frozen value, or the third row)."""
+        return self.v_frozen.astype(y.dtype) if self.closure == "quasi-static" else y[2]
+
+    def initial_state(self, theta0):
+        theta0 = jnp.asarray(theta0)
+        rows = [theta0, jnp.zeros_like(theta0)]
+        if self.closure == "augmented":
+            rows.append(stationary_second_moment(self.landscape, theta0, self.batch_size).astype(theta0.dtype))
+        return jnp.stack(rows)
+
+    def extra_drift(self, y):
+        if self.closure == "quasi-static":
+            return []
+        target = stationary_second_moment(self.landscape, y[0], self.batch_size)
+        return [(1.0 - self.v_decay) / self.learning_rate * (target - y[2])]
+
+
+def frozen_second_moment(landscape: AbstractLandscape, v_point, batch_size: int) -> Point:
+    """The quasi-static ``v``: ``E g^2`` at ``v_point`` (default the landscape's initial point)."""
+    point = landscape.initial_point() if v_point is None else jnp.asarray(v_point)
+    return stationary_second_moment(landscape, point, batch_size)
+
+
 def stationary_second_moment(landscape: AbstractLandscape, theta: Point, batch_size: int) -> Point:
     """``E g^2 = C(theta) + (grad L(theta))^2``: the stationary value of Adam's / Adai's ``v`` at ``theta``."""
     return landscape.gradient_covariance_diag(theta, batch_size) + landscape.gradient(theta) ** 2
