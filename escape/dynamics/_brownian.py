@@ -39,9 +39,10 @@ class CounterBrownianPath(diffrax.AbstractBrownianPath):
         particle: this particle's global index (uint32 scalar; vmapped over particles).
         levy_area: ``diffrax.BrownianIncrement`` or ``diffrax.SpaceTimeLevyArea`` (for SRK solvers such as
             ``diffrax.SEA`` and ``diffrax.ShARK``; doubles the words per step).
-        normals: optional, the standard normals of the step about to be taken, ``step_normals(key, t0,
-            particle, n_words)`` computed for all particles at once by the caller (``solve_sde`` does:
-            vectorised and materialised once, several times faster than per particle inside the solver).
+        normals: optional, this particle's standard normals for the step about to be taken (its column of
+            ``step_normals(step_key(key, t0), particles, n_words)``), drawn for all particles at once by the
+            caller (``solve_sde`` does: vectorised and materialised once, several times faster than per
+            particle inside the solver). The increment is then valid for that step only.
     """
 
     shape: jax.ShapeDtypeStruct = eqx.field(static=True)
@@ -53,9 +54,7 @@ class CounterBrownianPath(diffrax.AbstractBrownianPath):
     @property
     def n_words(self) -> int:
         """Noise words (= normals, rounded up to even) one increment uses."""
-        size = int(np.prod(self.shape.shape, dtype=np.int64))
-        n = 2 * size if self.levy_area is diffrax.SpaceTimeLevyArea else size
-        return n + (n % 2)
+        return counter_words(self.shape, self.levy_area)
 
     def __check_init__(self):
         if self.levy_area not in (diffrax.BrownianIncrement, diffrax.SpaceTimeLevyArea):
@@ -93,6 +92,13 @@ class CounterBrownianPath(diffrax.AbstractBrownianPath):
         return diffrax.SpaceTimeLevyArea(dt=h, W=w, H=hh)
 
 
+def counter_words(shape: jax.ShapeDtypeStruct, levy_area: type) -> int:
+    """Noise words (= normals, rounded up to even) one counter increment of ``shape`` uses."""
+    size = int(np.prod(shape.shape, dtype=np.int64))
+    n = 2 * size if levy_area is diffrax.SpaceTimeLevyArea else size
+    return n + (n % 2)
+
+
 def step_key(key: Key, t0) -> UInt32[Array, "2"]:
     """The block key of the solver step starting at ``t0``: ``fold_in(key_data(key), bits(float32(t0)))``."""
     block = jax.lax.bitcast_convert_type(jnp.asarray(t0, jnp.float32), jnp.uint32)
@@ -106,10 +112,11 @@ def step_normals(kb: UInt32[Array, "2"], particle: UInt32[Array, " particles"], 
     The words are materialised before the inverse-erf (``optimization_barrier``): fused into their
     consumers, XLA's loop emitter re-evaluates the 20-round hash for every element that uses a word. The
     inverse-erf runs with particles on the minor axis: on CPU it vectorises there, and is ~7x slower with
-    a minor axis of ``n_words``.
+    a minor axis of ``n_words`` (its result must then be materialised in this layout, e.g. as a loop carry,
+    as ``solve_sde`` does, or XLA fuses it into the consumer's loop order).
     """
     words = jax.lax.optimization_barrier(_random.block_key_words(kb, particle, n_words))
-    return jax.lax.optimization_barrier(_random.normal(words.T))
+    return _random.normal(words.T)
 
 
 class BrownianSpec(eqx.Module):

@@ -29,7 +29,7 @@ from .._checks import check_integer, check_positive
 from .._custom_types import Array, Bool, Float, Int, Key, Points
 from ..simulate._engine import passage_masks
 from ._base import AbstractDynamics
-from ._brownian import BROWNIAN_KINDS, BrownianKind, BrownianSpec, CounterBrownianPath, step_key, step_normals
+from ._brownian import BROWNIAN_KINDS, BrownianKind, BrownianSpec, counter_words, step_key, step_normals
 
 __all__ = ["SDEResult", "solve_sde"]
 
@@ -174,7 +174,7 @@ def _advance(dynamics, solver, spec, detect: bool, state: _State, pid, n0, n_ste
     """
     # Counter paths: draw every particle's normals for the step in one vectorised pass (same words).
     counter = isinstance(spec, BrownianSpec) and spec.kind == "counter"
-    n_words = CounterBrownianPath(spec.shape, spec.levy_area, spec.key, pid[0]).n_words if counter else 0
+    n_words = counter_words(spec.shape, spec.levy_area) if counter else 0
     step = jax.vmap(_particle_step, in_axes=(None, None, None, 0, 0, None, None, 0 if counter else None))
     escaped = jax.vmap(dynamics.landscape.escaped)
     dtype = state.y.dtype
