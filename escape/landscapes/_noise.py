@@ -78,7 +78,7 @@ class GaussianDataNoise(AbstractNoise):
         return landscape.dim
 
     def gradient(self, landscape, theta, words, batch_size):
-        scale = jnp.sqrt(landscape.data_covariance_diag(theta) / batch_size)
+        scale = jnp.sqrt(self.covariance_diag(landscape, theta, batch_size))
         return landscape.gradient(theta) + scale * _random.normal(words)
 
     def covariance_diag(self, landscape, theta, batch_size):
@@ -96,7 +96,7 @@ class HessianNoise(AbstractNoise):
     def gradient(self, landscape, theta, words, batch_size):
         z = _random.normal(words)
         if landscape.separable:
-            scale = jnp.sqrt(jnp.abs(landscape.hessian_diag(theta)) / batch_size)
+            scale = jnp.sqrt(self.covariance_diag(landscape, theta, batch_size))
             return landscape.gradient(theta) + scale * z
         evals, evecs = jnp.linalg.eigh(landscape.hessian(theta))
         root = (evecs * jnp.sqrt(jnp.abs(evals) / batch_size)) @ evecs.T
