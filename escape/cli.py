@@ -95,8 +95,7 @@ def pool_cmd(directories, out):
     """Pool replicate escape-rate runs (same config, distinct seeds) into one run directory and fit it."""
     from .experiments._escape_rates import pool
 
-    table = pool(list(directories), Path(out))
-    _, fit_table = fit_experiment(out)
+    table, fit_table = pool(list(directories), Path(out))
     _print_tables(table, fit_table)
     click.echo(f"\nwrote {out}/results.csv, fit.csv, manifest.json, escape_rates.png")
 

@@ -174,12 +174,17 @@ def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
         bar.update(1)
         write_results(config, out)
     bar.close()
+    return _finish(config, out)[0]
+
+
+def _finish(config: dict, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write results.csv, fit.csv and the figure from the finished cells; the two tables."""
     table = write_results(config, out)
-    write_fit(config, out, table)
+    fit_table = write_fit(config, out, table)
     from ._plots import plot_escape_rates
 
     plot_escape_rates(out)
-    return table
+    return table, fit_table
 
 
 @functools.lru_cache(maxsize=256)
@@ -295,7 +300,7 @@ def write_fit(config: dict, out: Path, table: pd.DataFrame | None = None) -> pd.
 
 
 
-def pool(sources: list, out: Path) -> pd.DataFrame:
+def pool(sources: list, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pool independent replicate runs of one escape-rate config into the run directory ``out``.
 
     The sources must hold the same config up to ``seed`` and ``run.n_particles`` (and ``run.chunk_size``,
@@ -304,7 +309,7 @@ def pool(sources: list, out: Path) -> pd.DataFrame:
     must be finished in every source) and the rows and fits are recomputed with the same estimators, so
     a pooled cell is exactly the cell one run with all the particles would report, up to which particles
     were drawn. ``out`` gets ``cells/``, ``results.csv``, ``fit.csv``, the figure and a manifest whose
-    config lists the sources and seeds and the total particle count.
+    config lists the sources and seeds and the total particle count. Returns the results and fit tables.
     """
     if len(sources) < 2:
         raise ConfigError("pool: give at least two run directories")
@@ -359,9 +364,4 @@ def pool(sources: list, out: Path) -> pd.DataFrame:
                 max_steps=max(int(p["max_steps"]) for p in parts),
             )
             atomic_write_bytes(out / "cells" / name, buf.getvalue())
-    table = write_results(config, out)
-    write_fit(config, out, table)
-    from ._plots import plot_escape_rates
-
-    plot_escape_rates(out)
-    return table
+    return _finish(config, out)
