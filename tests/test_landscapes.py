@@ -28,6 +28,15 @@ def test_fresh_draw_loss_matches_gaussian_moments():
     assert float(st.loss(u)) == pytest.approx(float(expected), rel=1e-6)
 
 
+def test_fresh_spelling_is_fresh_draws():
+    # TOML has no null: configs say n_data = "fresh" for the population law.
+    a, b = StyblinskiTang(dim=3, n_data="fresh"), StyblinskiTang(dim=3, n_data=None)
+    assert a.n_data is None and a.data is None and a.data_words(2) == b.data_words(2) == 6
+    words = jnp.arange(6, dtype=jnp.uint32) * jnp.uint32(2654435761)
+    theta = a.initial_point()
+    np.testing.assert_array_equal(a.stochastic_gradient(theta, words, 2), b.stochastic_gradient(theta, words, 2))
+
+
 @pytest.mark.parametrize("k", [0.5, 1.0, 4.0])
 def test_analytic_derivatives_match_autodiff(k):
     st = StyblinskiTang(dim=4, sharpness=k, n_data=1000)
@@ -145,6 +154,7 @@ def test_double_well_critical_points():
         (lambda: StyblinskiTang(noise="pink"), "noise"),
         (lambda: StyblinskiTang(noise="isotropic"), "sigma"),
         (lambda: StyblinskiTang(n_data=1), "n_data"),
+        (lambda: StyblinskiTang(n_data="new"), "n_data"),
         (lambda: Quadratic([1.0, 0.0]), "hessian"),
         (lambda: Quadratic([-1.0], noise="data"), None),
         (lambda: DoubleWell(barrier=-1), "barrier"),

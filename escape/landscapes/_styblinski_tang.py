@@ -77,7 +77,9 @@ class StyblinskiTang(AbstractLandscape):
         dim: number of coordinates (10 in the paper).
         sharpness: the rescaling factor k > 0.
         noise: ``"data"`` (default), ``"hessian"``, ``"isotropic"`` or an ``AbstractNoise``.
-        n_data: size of the fixed data set (50000 in the paper); ``None`` draws fresh samples.
+        n_data: size of the fixed data set (50000 in the paper); ``None`` or ``"fresh"`` draws fresh samples
+            every step (the population law: no quenched disorder from one finite data set; TOML configs
+            spell it ``n_data = "fresh"``).
         data_seed: seed of the fixed data set (NumPy generator).
         sigma: standard deviation for ``noise="isotropic"``.
     """
@@ -100,7 +102,7 @@ class StyblinskiTang(AbstractLandscape):
         dim: int = 10,
         sharpness: float = 1.0,
         noise: str | AbstractNoise = "data",
-        n_data: int | None = 50_000,
+        n_data: int | str | None = 50_000,
         data_seed: int = 0,
         sigma: float | None = None,
     ):
@@ -109,8 +111,10 @@ class StyblinskiTang(AbstractLandscape):
         # A dynamic leaf: changing k reuses the engine's compiled step.
         self.sharpness = jnp.asarray(sharpness, dtype=jnp.float32)
         self.noise = make_noise(noise, sigma)
+        if n_data == "fresh":
+            n_data = None
         if n_data is not None and (not isinstance(n_data, (int, np.integer)) or n_data < 2):
-            raise ValueError(f"StyblinskiTang: n_data must be an integer >= 2 or None, got {n_data!r}")
+            raise ValueError(f"StyblinskiTang: n_data must be an integer >= 2, 'fresh' or None, got {n_data!r}")
         self.n_data = None if n_data is None else int(n_data)
         self.data_seed = int(data_seed)
         if self.n_data is None:
