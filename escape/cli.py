@@ -78,8 +78,17 @@ def run_cmd(experiment, out, sets, progress):
 
 @cli.command("fit")
 @click.argument("directory", type=click.Path(file_okay=False))
-def fit_cmd(directory):
-    """Recompute fit.csv of a run DIRECTORY and print the fits."""
+@click.option("--set", "sets", multiple=True, metavar="fit.KEY=VALUE",
+              help="Refit under other fit settings (e.g. fit.prefactor=1.0) and print; nothing is written.")
+def fit_cmd(directory, sets):
+    """Recompute fit.csv of a run DIRECTORY and print the fits (with --set: print an alternative fit only)."""
+    if sets:
+        from .experiments._runner import refit_experiment
+
+        table, fit_table = refit_experiment(directory, list(sets))
+        click.echo(f"refit with {', '.join(sets)} (not written; {directory}/fit.csv keeps the run's settings)\n")
+        _print_tables(table, fit_table)
+        return
     table, fit_table = fit_experiment(directory)
     report = experiment_report(directory)
     if report is not None:

@@ -113,6 +113,21 @@ def test_fit_and_plot_commands(tmp_path, capsys):
     (out / "fit.csv").unlink()
     main(["fit", str(out)])
     assert (out / "fit.csv").read_text() == fit_before
+    # refit under another model: printed, equal to a direct fit of the in-window cells, nothing written
+    capsys.readouterr()
+    main(["fit", str(out), "--set", "fit.prefactor=1.0"])
+    assert "not written" in capsys.readouterr().out
+    assert (out / "fit.csv").read_text() == fit_before
+    from escape.experiments._runner import refit_experiment
+    from escape.stats import fit_sharpness_exponent
+
+    table, refit = refit_experiment(out, ["fit.prefactor=1.0"])
+    sub = table[(table.optimizer == "sgd") & table.in_window]
+    direct = fit_sharpness_exponent(sub.sharpness, sub.rate, events=sub.escapes, prefactor=1.0)
+    row = refit.set_index("optimizer").loc["sgd"]
+    assert row.prefactor == "fixed" and row.q_hat == 1.0 and row.p_hat == pytest.approx(direct.p_hat, rel=1e-12)
+    code, err = _run_main(["fit", str(out), "--set", "run.n_particles=3"], capsys)
+    assert code == 2 and "fit.* keys only" in err and "Traceback" not in err
     (out / "escape_rates.png").unlink()
     main(["plot", str(out)])
     assert (out / "escape_rates.png").stat().st_size > 10_000

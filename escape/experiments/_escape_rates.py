@@ -254,8 +254,8 @@ def _cell_row(config: dict, label: str, k: float, cell: dict) -> dict:
     }
 
 
-def write_results(config: dict, out: Path) -> pd.DataFrame:
-    """Rebuild results.csv from the finished cell files (deterministic given the cells)."""
+def results_table(config: dict, out: Path) -> pd.DataFrame:
+    """The results table of the finished cell files of ``out`` under ``config`` (writes nothing)."""
     rows = []
     for label in config["optimizers"]:
         for k in config["run"]["sharpness"]:
@@ -263,7 +263,12 @@ def write_results(config: dict, out: Path) -> pd.DataFrame:
             if path.exists():
                 with np.load(path) as cell:
                     rows.append(_cell_row(config, label, k, dict(cell)))
-    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def write_results(config: dict, out: Path) -> pd.DataFrame:
+    """Rebuild results.csv from the finished cell files (deterministic given the cells)."""
+    table = results_table(config, out)
     atomic_write_text(Path(out) / "results.csv", table.to_csv(index=False, float_format="%.10g"))
     return table
 
@@ -273,6 +278,13 @@ def write_fit(config: dict, out: Path, table: pd.DataFrame | None = None) -> pd.
     out = Path(out)
     if table is None:
         table = pd.read_csv(out / "results.csv")
+    fit_table = fit_sharpness(config, table)
+    atomic_write_text(out / "fit.csv", fit_table.to_csv(index=False, float_format="%.10g"))
+    return fit_table
+
+
+def fit_sharpness(config: dict, table: pd.DataFrame) -> pd.DataFrame:
+    """One row per optimizer: the exponent fit over its in-window cells of ``table`` (writes nothing)."""
     fit_cfg = config.get("fit", {})
     prefactor = fit_cfg.get("prefactor", None)
     if prefactor == "none":
@@ -294,9 +306,7 @@ def write_fit(config: dict, out: Path, table: pd.DataFrame | None = None) -> pd.
         except ValueError as e:
             row["note"] = str(e)
         rows.append(row)
-    fit_table = pd.DataFrame(rows)
-    atomic_write_text(out / "fit.csv", fit_table.to_csv(index=False, float_format="%.10g"))
-    return fit_table
+    return pd.DataFrame(rows)
 
 
 

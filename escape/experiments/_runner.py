@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from . import _compare, _escape_rates, _saddle
-from ._config import ConfigError
+from ._config import ConfigError, apply_overrides
 
 RUNNERS = {"escape-rates": _escape_rates, "compare": _compare, "saddle": _saddle}
 
@@ -34,6 +34,24 @@ def fit_experiment(out):
     mod = _module(config)
     table = mod.write_results(config, Path(out))
     return table, mod.write_fit(config, Path(out), table)
+
+
+def refit_experiment(out, sets: list[str]):
+    """Results and fit tables of an escape-rate run under changed ``fit.*`` settings, written nowhere.
+
+    ``sets`` are ``fit.KEY=VALUE`` overrides (prefactor, window, bootstrap); the run's own results.csv,
+    fit.csv and manifest keep the settings it was run with.
+    """
+    config = _stored_config(out)
+    if config.get("kind", "escape-rates") != "escape-rates":
+        raise ConfigError(f"--set: refitting with other settings is for escape-rate runs; {out} is {config['kind']!r}")
+    for item in sets:
+        if not item.strip().startswith("fit."):
+            raise ConfigError(f"--set: escape fit changes fit.* keys only, got {item!r}")
+    config = apply_overrides(config, sets)
+    _escape_rates.validate(config)
+    table = _escape_rates.results_table(config, Path(out))
+    return table, _escape_rates.fit_sharpness(config, table)
 
 
 def plot_experiment(out):
