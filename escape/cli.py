@@ -38,6 +38,8 @@ def _print_tables(table, fit_table) -> None:
         click.echo(table[[c for c in cols if c in table]].to_string(index=False))
         click.echo("")
         fcols = ["optimizer", "n_cells", "p_hat", "p_lower", "p_upper", "r2_p1", "r2_p05", "q_hat", "note"]
+        if "n_boot" in fit_table and (fit_table["n_boot"] > 0).any():
+            fcols[5:5] = ["p_boot_lower", "p_boot_upper"]
         click.echo(fit_table[[c for c in fcols if c in fit_table]].to_string(index=False))
 
 

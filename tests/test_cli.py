@@ -41,6 +41,8 @@ def _run_main(argv, capsys):
         (["optimizers.sgd.momentum=0.9"], "momentum"),
         (["preset=huge"], "huge"),
         (["noequals"], "key=value"),
+        (["fit.min_mean_steps=abc"], "fit.min_mean_steps"),
+        (["fit.prefactor=foo"], "fit.prefactor"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(sets, needle, tmp_path, capsys):
@@ -113,19 +115,28 @@ def test_fit_and_plot_commands(tmp_path, capsys):
     (out / "fit.csv").unlink()
     main(["fit", str(out)])
     assert (out / "fit.csv").read_text() == fit_before
-    # refit under another model: printed, equal to a direct fit of the in-window cells, nothing written
+    # refit under other settings: printed, equal to a direct fit of the run's own cells, nothing written
+    files = {name: (out / name).read_bytes() for name in ("results.csv", "fit.csv", "manifest.json")}
     capsys.readouterr()
-    main(["fit", str(out), "--set", "fit.prefactor=1.0"])
-    assert "not written" in capsys.readouterr().out
-    assert (out / "fit.csv").read_text() == fit_before
+    main(["fit", str(out), "--set", "fit.prefactor=1.0", "--set", "fit.bootstrap=20"])
+    printed = capsys.readouterr().out
+    assert "not written" in printed and "p_boot_lower" in printed
+    assert {name: (out / name).read_bytes() for name in files} == files
     from escape.experiments._runner import refit_experiment
     from escape.stats import fit_sharpness_exponent
 
-    table, refit = refit_experiment(out, ["fit.prefactor=1.0"])
-    sub = table[(table.optimizer == "sgd") & table.in_window]
+    stored = pd.read_csv(out / "results.csv")
+    _, refit = refit_experiment(out, ["fit.prefactor=1.0"])
+    sub = stored[(stored.optimizer == "sgd") & stored.in_window]
     direct = fit_sharpness_exponent(sub.sharpness, sub.rate, events=sub.escapes, prefactor=1.0)
     row = refit.set_index("optimizer").loc["sgd"]
     assert row.prefactor == "fixed" and row.q_hat == 1.0 and row.p_hat == pytest.approx(direct.p_hat, rel=1e-12)
+    # a narrower window drops the cells whose mean escape time lies above it
+    cap = float(sub.mean_escape_time.max()) * 0.999
+    table, narrow = refit_experiment(out, [f"fit.max_mean_steps={cap}"])
+    keep = stored.escapes.gt(0) & stored.mean_escape_time.between(1, cap)
+    assert table.in_window.tolist() == keep.tolist()
+    assert narrow.set_index("optimizer").loc["sgd"].n_cells == int((keep & (stored.optimizer == "sgd")).sum())
     code, err = _run_main(["fit", str(out), "--set", "run.n_particles=3"], capsys)
     assert code == 2 and "fit.* keys only" in err and "Traceback" not in err
     (out / "escape_rates.png").unlink()

@@ -59,8 +59,12 @@ def _set(config: dict, dotted: str, value, *, create: bool = False) -> None:
     node[keys[-1]] = value
 
 
-def apply_overrides(config: dict, sets: list[str]) -> dict:
-    """Apply ``key=value`` overrides (dotted keys, TOML values). ``preset=NAME`` applies a preset first."""
+def apply_overrides(config: dict, sets: list[str], *, create: bool = False) -> dict:
+    """Apply ``key=value`` overrides (dotted keys, TOML values). ``preset=NAME`` applies a preset first.
+
+    ``create=True`` also sets keys the config does not hold yet (in existing sections); unknown keys are then
+    left to the runner's ``validate``.
+    """
     config = copy.deepcopy(config)
     pairs = []
     for item in sets:
@@ -78,7 +82,7 @@ def apply_overrides(config: dict, sets: list[str]) -> dict:
             config["preset"] = v
     for k, v in pairs:
         if k != "preset":
-            _set(config, k, v)
+            _set(config, k, v, create=create)
     return config
 
 

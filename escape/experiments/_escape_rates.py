@@ -12,6 +12,7 @@ and produces the same ``results.csv``.
 import functools
 import io
 import json
+import math
 import zlib
 from pathlib import Path
 
@@ -45,9 +46,11 @@ def validate(config: dict) -> None:
     for k in run:
         if k not in _RUN_KEYS:
             raise ConfigError(f"config: unknown key run.{k} (accepted: {', '.join(sorted(_RUN_KEYS))})")
-    for k in config.get("fit", {}):
+    fit = config.get("fit", {})
+    for k in fit:
         if k not in _FIT_KEYS:
             raise ConfigError(f"config: unknown key fit.{k} (accepted: {', '.join(sorted(_FIT_KEYS))})")
+    _validate_fit(fit)
     if run.get("mode", "discrete") not in ("discrete", "sde"):
         raise ConfigError(f"config: run.mode must be 'discrete' or 'sde', got {run.get('mode')!r}")
     ks = run.get("sharpness")
@@ -69,6 +72,26 @@ def validate(config: dict) -> None:
     if run.get("mode", "discrete") == "sde":
         for label in config["optimizers"]:
             _build_dynamics(config, label, ks[0])
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _validate_fit(fit: dict) -> None:
+    """One-line ConfigError for a bad value in ``[fit]`` (before any cell runs or a refit prints)."""
+    lo, hi = fit.get("min_mean_steps", 50), fit.get("max_mean_steps", 1e5)
+    for key, v in (("min_mean_steps", lo), ("max_mean_steps", hi)):
+        if not _is_number(v) or v < 0:
+            raise ConfigError(f"config: fit.{key} must be a number >= 0, got {v!r}")
+    if lo >= hi:
+        raise ConfigError(f"config: fit.min_mean_steps ({lo}) must be below fit.max_mean_steps ({hi})")
+    pf = fit.get("prefactor", "none")
+    if not (pf is None or pf in ("none", "fit", "tied") or _is_number(pf)):
+        raise ConfigError(f'config: fit.prefactor must be "none", "fit", "tied" or a number, got {pf!r}')
+    boot = fit.get("bootstrap")
+    if boot is not None and (isinstance(boot, bool) or not isinstance(boot, int) or boot < 1):
+        raise ConfigError(f"config: fit.bootstrap must be a positive number of replicates, got {boot!r}")
 
 
 def _build_dynamics(config: dict, label: str, k: float):

@@ -48,7 +48,9 @@ def refit_experiment(out, sets: list[str]):
     for item in sets:
         if not item.strip().startswith("fit."):
             raise ConfigError(f"--set: escape fit changes fit.* keys only, got {item!r}")
-    config = apply_overrides(config, sets)
+    # A fit key the run's config leaves at its default (e.g. fit.bootstrap) may be set too.
+    config.setdefault("fit", {})
+    config = apply_overrides(config, sets, create=True)
     _escape_rates.validate(config)
     table = _escape_rates.results_table(config, Path(out))
     return table, _escape_rates.fit_sharpness(config, table)

@@ -111,7 +111,7 @@ class StyblinskiTang(AbstractLandscape):
         # A dynamic leaf: changing k reuses the engine's compiled step.
         self.sharpness = jnp.asarray(sharpness, dtype=jnp.float32)
         self.noise = make_noise(noise, sigma)
-        if n_data == "fresh":
+        if isinstance(n_data, str) and n_data == "fresh":
             n_data = None
         if n_data is not None and (not isinstance(n_data, (int, np.integer)) or n_data < 2):
             raise ValueError(f"StyblinskiTang: n_data must be an integer >= 2, 'fresh' or None, got {n_data!r}")
