@@ -106,3 +106,14 @@ def prepare_run_dir(out, config: dict):
     else:
         atomic_write_json(man_path, manifest(config))
     return out
+
+
+def stored_config(out, owner: str = "DIR") -> dict:
+    """The config recorded in ``out/manifest.json``; ConfigError (naming ``owner``) if there is none."""
+    import json
+    from pathlib import Path
+
+    path = Path(out) / "manifest.json"
+    if not path.is_file():
+        raise ConfigError(f"{owner}: {out} has no manifest.json (not an experiment directory)")
+    return json.loads(path.read_text())["config"]

@@ -25,7 +25,7 @@ from .. import stats
 from ..landscapes import make_landscape
 from ..optim import make_optimizer
 from ..simulate import escape_times, passage_masks
-from ._config import ConfigError, prepare_run_dir
+from ._config import ConfigError, prepare_run_dir, stored_config
 from ._io import atomic_write_bytes, atomic_write_text
 
 RESULT_COLUMNS = [
@@ -78,9 +78,14 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _window(fit: dict) -> tuple:
+    """The quasi-equilibrium window of mean escape times fitted (``[fit]`` keys, default [50, 1e5] steps)."""
+    return fit.get("min_mean_steps", 50), fit.get("max_mean_steps", 1e5)
+
+
 def _validate_fit(fit: dict) -> None:
     """One-line ConfigError for a bad value in ``[fit]`` (before any cell runs or a refit prints)."""
-    lo, hi = fit.get("min_mean_steps", 50), fit.get("max_mean_steps", 1e5)
+    lo, hi = _window(fit)
     for key, v in (("min_mean_steps", lo), ("max_mean_steps", hi)):
         if not _is_number(v) or v < 0:
             raise ConfigError(f"config: fit.{key} must be a number >= 0, got {v!r}")
@@ -235,8 +240,7 @@ def _cell_row(config: dict, label: str, k: float, cell: dict) -> dict:
     early = escaped & (fp <= burn)
     keep = ~early
     est = stats.censored_rate(times[keep] - burn, escaped[keep], steps_run - burn, diverged=diverged[keep])
-    fit_cfg = config.get("fit", {})
-    lo, hi = fit_cfg.get("min_mean_steps", 50), fit_cfg.get("max_mean_steps", 1e5)
+    lo, hi = _window(config.get("fit", {}))
     if escaped.all():
         pr = stats.paper_rate(times)
         paper = (pr.rate, pr.lower, pr.upper)
@@ -348,10 +352,7 @@ def pool(sources: list, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise ConfigError("pool: give at least two run directories")
     configs = []
     for src in sources:
-        path = Path(src) / "manifest.json"
-        if not path.is_file():
-            raise ConfigError(f"pool: {src} has no manifest.json (not a run directory)")
-        cfg = json.loads(path.read_text())["config"]
+        cfg = stored_config(src, "pool")
         if cfg.get("kind", "escape-rates") != "escape-rates":
             raise ConfigError(f"pool: {src} is a {cfg.get('kind')!r} run; only escape-rate runs can be pooled")
         configs.append(cfg)

@@ -1,10 +1,9 @@
 """Dispatch an experiment config to its runner by ``kind``."""
 
-import json
 from pathlib import Path
 
 from . import _compare, _escape_rates, _saddle
-from ._config import ConfigError, apply_overrides
+from ._config import ConfigError, apply_overrides, stored_config
 
 RUNNERS = {"escape-rates": _escape_rates, "compare": _compare, "saddle": _saddle}
 
@@ -21,16 +20,9 @@ def run_experiment(config: dict, out, *, progress: bool = True):
     return _module(config).run(config, Path(out), progress=progress)
 
 
-def _stored_config(out) -> dict:
-    path = Path(out) / "manifest.json"
-    if not path.is_file():
-        raise ConfigError(f"DIR: {out} has no manifest.json (not an experiment directory)")
-    return json.loads(path.read_text())["config"]
-
-
 def fit_experiment(out):
     """Recompute fit.csv for a finished (or partial) run directory."""
-    config = _stored_config(out)
+    config = stored_config(out)
     mod = _module(config)
     table = mod.write_results(config, Path(out))
     return table, mod.write_fit(config, Path(out), table)
@@ -42,7 +34,7 @@ def refit_experiment(out, sets: list[str]):
     ``sets`` are ``fit.KEY=VALUE`` overrides (prefactor, window, bootstrap); the run's own results.csv,
     fit.csv and manifest keep the settings it was run with.
     """
-    config = _stored_config(out)
+    config = stored_config(out)
     if config.get("kind", "escape-rates") != "escape-rates":
         raise ConfigError(f"--set: refitting with other settings is for escape-rate runs; {out} is {config['kind']!r}")
     for item in sets:
@@ -60,7 +52,7 @@ def plot_experiment(out):
     """Redraw the figure of a run directory (the runner's own ``plot`` where it has one)."""
     from ._plots import plot_escape_rates
 
-    mod = _module(_stored_config(out))
+    mod = _module(stored_config(out))
     if hasattr(mod, "plot"):
         return mod.plot(Path(out))
     return plot_escape_rates(Path(out))
@@ -68,5 +60,5 @@ def plot_experiment(out):
 
 def experiment_report(out, config: dict | None = None) -> str | None:
     """The runner's own text report of a run directory, or None where the runner has none."""
-    mod = _module(config if config is not None else _stored_config(out))
+    mod = _module(config if config is not None else stored_config(out))
     return mod.report(Path(out)) if hasattr(mod, "report") else None
