@@ -4,6 +4,8 @@
 and traced values so that ``optax.inject_hyperparams`` works.)
 """
 
+import difflib
+
 import numpy as np
 
 
@@ -21,3 +23,12 @@ def check_integer(owner: str, name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def suggest(word, candidates) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``candidates`` to ``word``, or ``""`` if none is close."""
+    word, candidates = str(word), [str(c) for c in candidates]
+    match = difflib.get_close_matches(word, candidates, n=3, cutoff=0.6)
+    # A transposition ("adia" for "adai") keeps the letters: prefer such a candidate among the close ones.
+    match.sort(key=lambda c: sorted(c) != sorted(word))
+    return f" (did you mean {match[0]!r}?)" if match else ""

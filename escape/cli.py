@@ -1,7 +1,7 @@
-"""The ``escape`` command: list, run, fit and plot experiments; train a model.
+"""The ``escape`` command: list, run, fit, pool and plot experiments; train a model.
 
 Bad input gives a one-line message on stderr and exit code 2, never a traceback
-(set ``ESCAPE_DEBUG=1`` to see one).
+(set ``ESCAPE_DEBUG=1`` to see one). Ctrl-C exits with 130 and says that rerunning resumes.
 """
 
 import os
@@ -19,6 +19,7 @@ from .experiments import (
     plot_experiment,
     run_experiment,
 )
+from .experiments._runner import check_config
 from .experiments._config import _parse_value
 from .experiments._runner import experiment_report
 from .train import DATASETS, MODELS
@@ -29,18 +30,47 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _progress(output: dict) -> str:
+    """The output mode of --progress / --log / --quiet (default: bars on a terminal, lines otherwise)."""
+    progress, log, quiet = output["progress"], output["log"], output["quiet"]
+    if sum([bool(log), bool(quiet), progress is not None]) > 1:
+        raise click.UsageError("give only one of --progress, --no-progress, --log and --quiet")
+    if quiet or progress is False:
+        return "none"
+    return "log" if log else "bar" if progress else "auto"
+
+
+_OUTPUT_OPTIONS = [
+    click.option("--progress/--no-progress", "progress", default=None,
+                 help="Progress bars, or nothing while running (default: bars on a terminal, --log otherwise)."),
+    click.option("--log", is_flag=True, help="One plain line per finished cell, run or epoch (for logs and pipes)."),
+    click.option("--quiet", "-q", is_flag=True, help="Nothing while running (same as --no-progress)."),
+]
+
+
+def _output_options(f):
+    for option in reversed(_OUTPUT_OPTIONS):
+        f = option(f)
+    return f
+
+
 def _print_tables(table, fit_table) -> None:
     import pandas as pd
 
     cols = ["optimizer", "sharpness", "learning_rate", "rate", "rate_lower", "rate_upper", "escapes",
-            "censored", "diverged", "mean_escape_time", "ks_pvalue", "in_window"]
+            "early_escapes", "censored", "diverged", "mean_escape_time", "ks_pvalue", "in_window"]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         click.echo(table[[c for c in cols if c in table]].to_string(index=False))
         click.echo("")
-        fcols = ["optimizer", "n_cells", "p_hat", "p_lower", "p_upper", "r2_p1", "r2_p05", "q_hat", "note"]
+        fcols = ["optimizer", "n_cells", "p_hat", "p_lower", "p_upper", "r2_p1", "r2_p05", "q_hat", "dof"]
         if "n_boot" in fit_table and (fit_table["n_boot"] > 0).any():
             fcols[5:5] = ["p_boot_lower", "p_boot_upper"]
         click.echo(fit_table[[c for c in fcols if c in fit_table]].to_string(index=False))
+    click.echo("rates per step with exact 95% intervals; early_escapes: before the optimizer's burn_in, not in the "
+               "rate; p: -log rate = a + b k^-p, 95% interval [p_lower, p_upper]")
+    for _, row in fit_table.iterrows():
+        if isinstance(row.get("warning"), str) and row["warning"]:
+            click.echo(f"warning: {row['optimizer']}: {row['warning']}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,12 +93,17 @@ def list_cmd():
 @cli.command("run")
 @click.argument("experiment")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory (resumes if it exists).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (dotted; TOML value). preset=NAME applies a preset.")
-@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-def run_cmd(experiment, out, sets, progress):
-    """Run (or resume) EXPERIMENT, a bundled name or a TOML file."""
-    config = apply_overrides(load_config(experiment), list(sets))
-    table = run_experiment(config, out, progress=progress)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Set any config key (dotted; TOML value), e.g. run.n_particles=2000. preset=NAME applies a preset.")
+@_output_options
+def run_cmd(experiment, out, sets, **output):
+    """Run (or resume) EXPERIMENT, a bundled name or a TOML file.
+
+    Every key is checked before anything is written to OUT (docs: config reference). Rerunning the same
+    command after an interrupt resumes where it stopped.
+    """
+    config = check_config(apply_overrides(load_config(experiment), list(sets)))
+    table = run_experiment(config, out, progress=_progress(output))
     report = experiment_report(out, config)
     if report is not None:
         click.echo(report)
@@ -150,7 +185,8 @@ def _optimizer_args(items) -> dict:
 @click.option("--model", type=click.Choice(list(MODELS)), default=None,
               help="Network (default: small_resnet for digits, resnet18 for CIFAR).")
 @click.option("--optimizer", default="adai", show_default=True,
-              help="adai, adaiw, sgd, momentum (= sgd-momentum), adam, adamw, rmsprop, or any optax optimizer name.")
+              help="adai, adaiw, sgd, momentum (= sgd-momentum), momentum-ema, adam, adamw, rmsprop (any case), "
+                   "or any optax optimizer name.")
 @click.option("--lr", "learning_rate", type=float, default=0.1, show_default=True, help="Initial learning rate.")
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True, help="A multiple of the number of devices.")
@@ -173,16 +209,17 @@ def _optimizer_args(items) -> dict:
 @click.option("--sharpness-examples", type=int, default=None, help="Training examples for the sharpness (default: all).")
 @click.option("--compilation-cache/--no-compilation-cache", default=True, show_default=True,
               help="Persistent JAX compilation cache in OUT/.jax_cache.")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def train_cmd(out, milestones, opt_args, compilation_cache, progress, **settings):
+@_output_options
+def train_cmd(out, milestones, opt_args, compilation_cache, progress, log, quiet, **settings):
     """Train a model (or resume training it in OUT) and measure the sharpness of the solution."""
+    from .experiments._console import progress_mode
     from .train import TrainConfig, train, use_compilation_cache
 
     settings = {k: v for k, v in settings.items() if v is not None}
     config = TrainConfig(milestones=_milestones(milestones), optimizer_args=_optimizer_args(opt_args), **settings)
     if compilation_cache:
         use_compilation_cache(os.path.join(out, ".jax_cache"))
-    history = train(config, out, progress=progress)
+    history = train(config, out, progress=progress_mode(_progress({"progress": progress, "log": log, "quiet": quiet})))
     for row in history.epochs[-3:]:
         click.echo(f"epoch {row['epoch']:>3}  lr {row['lr']:.3g}  train loss {row['train_loss']:.4f}  "
                    f"train acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f}  test acc {row['test_acc']:.4f}")
@@ -191,14 +228,20 @@ def train_cmd(out, milestones, opt_args, compilation_cache, progress, **settings
         click.echo(f"sharpness: lambda_max {final['lambda_max']:.4g}  trace {final['hessian_trace']:.4g} "
                    f"± {final['hessian_trace_stderr']:.2g}  expected {final['expected_sharpness']:.4g} "
                    f"± {final['expected_sharpness_stderr']:.2g} (sigma {final['sigma']:g})")
-    click.echo(f"wrote {out}/metrics.csv, metrics.json, checkpoint.json")
+    click.echo(f"wrote {out}/metrics.csv, metrics.json, checkpoint.json, manifest.json")
+
+
+def _interrupted() -> None:
+    click.echo("escape: interrupted; finished cells, runs and epochs are kept: rerun the same command to resume",
+               err=True)
+    sys.exit(130)
 
 
 def main(argv=None):
     try:
         cli.main(args=argv, prog_name="escape", standalone_mode=False)
-    except click.exceptions.Abort:
-        _fail("aborted")
+    except click.exceptions.Abort:  # click's form of KeyboardInterrupt (Ctrl-C) and EOF at a prompt
+        _interrupted()
     except click.exceptions.ClickException as e:
         _fail(e.format_message().replace("\n", " "))
     except click.exceptions.Exit as e:
@@ -207,9 +250,13 @@ def main(argv=None):
         if os.environ.get("ESCAPE_DEBUG"):
             raise
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except OSError as e:
+        if os.environ.get("ESCAPE_DEBUG"):
+            raise
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        _fail(f"{where}{e.strerror or e}")
     except KeyboardInterrupt:
-        click.echo("escape: interrupted; rerun the same command to resume", err=True)
-        sys.exit(130)
+        _interrupted()
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ LINEAR_CASES = {
 
 
 def _linear_model(dyn, h):
-    """(A, G) of the model from the THEORY 3 mapping (independent of the dynamics' own coefficients)."""
+    """(A, G) of the model from the theory §3 mapping (independent of the dynamics' own coefficients)."""
     c = dyn.landscape.gradient_covariance_diag(jnp.zeros(2), dyn.batch_size)
     d = dyn.learning_rate * np.asarray(c, np.float64) / 2
     if isinstance(dyn, SGDLangevin):

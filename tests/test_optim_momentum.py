@@ -1,4 +1,4 @@
-"""Heavy-ball momentum: both styles against closed forms and the recursion of THEORY.md section 2."""
+"""Heavy-ball momentum: both styles against closed forms and the recursion of docs/theory.md §2."""
 
 import jax
 import jax.numpy as jnp
@@ -50,7 +50,7 @@ def test_random_gradients_recursion(style, getkey):
 
 
 def test_ema_is_sgd_style_scaled():
-    """EMA style equals SGD style with the learning rate times 1 - beta (THEORY: mass eta / beta3)."""
+    """EMA style equals SGD style with the learning rate times 1 - beta (theory §3: mass eta / beta3)."""
     g = jnp.array([1.0, -2.0, 0.5])
     ema, sgd = momentum(LR, BETA, "ema"), momentum(LR * (1 - BETA), BETA, "sgd")
     s_ema, s_sgd = ema.init(g), sgd.init(g)

@@ -10,7 +10,7 @@ import pytest
 
 from escape.optim import adai, make_optimizer, momentum, OPTIMIZERS, optimizer_names
 
-NAMES = ("adai", "adaiw", "adam", "momentum", "momentum-ema", "rmsprop", "sgd")
+NAMES = ("adai", "adaiw", "adam", "adamw", "momentum", "momentum-ema", "rmsprop", "sgd")
 
 
 def test_names():
@@ -57,7 +57,7 @@ def test_entries_are_the_documented_optimizers():
 
 
 def test_rmsprop_eps_outside_sqrt():
-    """THEORY.md: RMSProp is Adam with beta1 = 0 and no bias correction, theta -= eta g / (sqrt(v) + eps)."""
+    """docs/theory.md §2: RMSProp is Adam with beta1 = 0 and no bias correction, theta -= eta g / (sqrt(v) + eps)."""
     g = jnp.array([1.0, -2.0, 0.5])
     u = _one_update(make_optimizer("rmsprop", learning_rate=0.1, decay=0.9, eps=0.5), g)
     v = (1 - 0.9) * np.asarray(g) ** 2
@@ -65,9 +65,51 @@ def test_rmsprop_eps_outside_sqrt():
 
 
 def test_unknown_name():
-    with pytest.raises(ValueError, match="'adamw'") as info:
-        make_optimizer("adamw", learning_rate=0.1)
+    with pytest.raises(ValueError, match="'adamx' \\(did you mean 'adam'\\?\\)") as info:
+        make_optimizer("adamx", learning_rate=0.1)
     assert all(name in str(info.value) for name in NAMES)
+    with pytest.raises(ValueError, match="did you mean 'adai'"):
+        make_optimizer("adia", learning_rate=0.1)
+
+
+@pytest.mark.parametrize("alias,name", [("SGD", "sgd"), ("Adai", "adai"), ("sgd-momentum", "momentum"),
+                                        ("SGD_Momentum", "momentum"), ("heavy-ball", "momentum"),
+                                        ("Momentum-EMA", "momentum-ema"), ("ADAMW", "adamw")])
+def test_names_are_case_insensitive_with_aliases(alias, name):
+    """Aliases and any case build the same optimizer as the canonical name (same updates, same state)."""
+    g = jnp.array([1.0, -2.0, 0.5])
+    np.testing.assert_array_equal(_one_update(make_optimizer(alias, learning_rate=0.1), g),
+                                  _one_update(make_optimizer(name, learning_rate=0.1), g))
+
+
+@pytest.mark.parametrize("argument,value", [("learning_rate", "0.1"), ("beta0", "abc"), ("beta2", True),
+                                            ("eps", None), ("weight_decay", [0.1])])
+def test_values_must_be_numbers(argument, value):
+    """A string (or bool, None, list) where a number belongs fails at construction, naming the argument."""
+    kwargs = {"learning_rate": 0.1, argument: value}
+    with pytest.raises(ValueError, match=f"adai: {argument} must be a number"):
+        make_optimizer("adai", **kwargs)
+    with pytest.raises(ValueError, match=f"adai: {argument} must be a number"):
+        adai(**kwargs)
+
+
+def test_hyperparameters_typo_did_you_mean():
+    with pytest.raises(ValueError, match="has no hyperparameter 'beta_0' \\(did you mean 'beta0'\\?\\)"):
+        make_optimizer("adai", learning_rate=0.1, beta_0=0.1)
+
+
+def test_adai_update_without_params_when_no_weight_decay():
+    """weight_decay = 0 needs no params (the decay is the identity, with the same empty state); a non-zero
+    decay still asks for them. inject_hyperparams keeps the decay step and gives the same updates."""
+    g = jnp.array([1.0, -2.0, 0.5])
+    opt = adai(0.1)
+    u, _ = opt.update(g, opt.init(g))
+    np.testing.assert_array_equal(u, adai(0.1, weight_decay=0.0).update(g, opt.init(g), g)[0])
+    assert jax.tree.structure(opt.init(g)) == jax.tree.structure(adai(0.1, weight_decay=0.1).init(g))
+    injected = optax.inject_hyperparams(adai)(learning_rate=0.1)
+    np.testing.assert_allclose(injected.update(g, injected.init(g), g)[0], u, rtol=1e-6)
+    with pytest.raises(ValueError, match="params"):
+        adai(0.1, weight_decay=0.1).update(g, opt.init(g))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,4 +1,4 @@
-"""The saddle experiment (issue 3, acceptance 3) at a small size, and what THEORY 5 predicts."""
+"""The saddle experiment (issue 3, acceptance 3) at a small size, and what theory §5 predicts (docs/theory.md)."""
 
 import numpy as np
 import pandas as pd

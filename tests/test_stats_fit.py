@@ -8,14 +8,14 @@ import pytest
 
 from escape.stats import censored_rate, fit_sharpness_exponent, SharpnessFit
 
-KS = np.array([1.0, 1.5, 2.0, 3.0, 4.0, 6.0])  # k_max / k_min = 6 (THEORY 7 asks for >= 3)
+KS = np.array([1.0, 1.5, 2.0, 3.0, 4.0, 6.0])  # k_max / k_min = 6 (docs/theory.md §7 asks for >= 3)
 
 
 def _simulate(rng, ks, a, b, p, q, n=400):
     """One censored_rate per k from geometric escape steps with mean exp(a + b k^-p - q log k).
 
     The horizon is 2 tau, so ~86% of the 400 particles escape: d ~ 345 events per cell, var(log rate) ~ 1/d.
-    Mean times run from ~80 to ~6e4 steps (the quasi-equilibrium window of THEORY 7).
+    Mean times run from ~80 to ~6e4 steps (the quasi-equilibrium window of theory §7).
     """
     tau = np.exp(a + b * ks ** (-p) - q * np.log(ks))
     out = []
@@ -62,7 +62,7 @@ def test_recovers_p_with_coverage(p_true, a, b):
 
 def test_fixed_prefactor_and_bootstrap():
     # True model has the Kramers prefactor q = 1. With prefactor=1 the interval covers p; ignoring it
-    # (prefactor=None) biases p downwards (THEORY 7: ~0.76-0.78 instead of 1).
+    # (prefactor=None) biases p downwards (theory §7: ~0.76-0.78 instead of 1).
     rng = np.random.default_rng(23)
     reps, p_true = 60, 1.0
     covered, p_fixed, p_none = 0, [], []
@@ -148,7 +148,7 @@ def test_validation_errors():
 
 @pytest.mark.parametrize("p_true", [1.0, 0.5])
 def test_tied_prefactor_recovers_p_when_q_equals_p(p_true):
-    """THEORY 7 on L_k: one factor (effective learning rate times k) sets both the exponent ~ k^-p and the
+    """Theory §7 on L_k: one factor (effective learning rate times k) sets both the exponent ~ k^-p and the
     attempt frequency ~ k^p, so q = p. Synthetic rates from that law with Poisson events are fitted with
     prefactor="tied"; over 40 data sets the 95% interval covers p at a rate consistent with >= 0.95."""
     from escape.stats import fit_sharpness_exponent

@@ -52,7 +52,7 @@ def test_theorem1_is_the_exact_ou_variance_for_both_signs():
     # H = 0: free diffusion 2 D t, and continuity on both sides of it
     np.testing.assert_allclose(sgd_saddle_msd(t, 0.0, 0.07), 2 * 0.07 * t)
     np.testing.assert_allclose(sgd_saddle_msd(2.0, [-1e-9, 1e-9], 0.07), 2 * 0.07 * 2.0, rtol=1e-7)
-    # the iteration form of THEORY 5: D = eta |H| / (2B) gives (eta / 2B)(exp(2 |H| eta T) - 1)
+    # the iteration form of theory §5 (docs/theory.md): D = eta |H| / (2B) gives (eta / 2B)(exp(2 |H| eta T) - 1)
     eta, b, h, steps = 0.01, 4, -0.3, 500
     np.testing.assert_allclose(
         sgd_saddle_msd(eta * steps, h, eta * abs(h) / (2 * b)), eta / (2 * b) * np.expm1(2 * abs(h) * eta * steps)
@@ -91,7 +91,7 @@ def test_linear_moments_converge_to_the_stationary_lyapunov_solution():
 
 @pytest.mark.parametrize("style", ["sgd", "ema"])
 def test_heavy_ball_stationary_variance_is_teff_over_h(style):
-    # THEORY 3 (exact for the continuous model): Var theta = T_eff / h = eta c beta3 / (2 (1 - beta1) h)
+    # theory §3 (exact for the continuous model): Var theta = T_eff / h = eta c beta3 / (2 (1 - beta1) h)
     eta, beta, c = 0.05, 0.9, np.array([0.3, 0.3, 2.0])
     h = np.array([0.5, 3.0, 3.0])
     mass, damping = heavy_ball_coefficients(eta, beta, style)
@@ -146,7 +146,7 @@ def test_propositions_1_and_3_are_theorem2_with_the_optimizers_coefficients():
 
 
 def test_adam_saddle_msd_at_short_times_barely_depends_on_the_curvature():
-    # THEORY 5: with v = C = |H| / B, Adam's MSD is nearly Hessian-independent; SGD's is proportional to |H|.
+    # theory §5: with v = C = |H| / B, Adam's MSD is nearly Hessian-independent; SGD's is proportional to |H|.
     eta, batch, steps = 0.01, 1, 10
     h = -np.geomspace(1e-3, 1.0, 7)
     c = np.abs(h) / batch

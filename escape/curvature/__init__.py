@@ -1,4 +1,4 @@
-"""Curvature of a loss at a point without forming the Hessian (THEORY.md section 8): Hessian-vector
+"""Curvature of a loss at a point without forming the Hessian (docs/theory.md §8): Hessian-vector
 products, top eigenvalue by Lanczos, trace by Hutchinson, expected sharpness, preconditioned sharpness."""
 
 from ._expected import expected_sharpness as expected_sharpness

@@ -150,7 +150,7 @@ def preconditioned_sharpness(
     num_iters: int = 20,
     batches: Iterable | None = None,
 ) -> EigenPair:
-    """``lambda_1(P^-1 H)`` for a diagonal preconditioner ``P`` (THEORY.md section 8).
+    """``lambda_1(P^-1 H)`` for a diagonal preconditioner ``P`` (docs/theory.md §8).
 
     ``P^-1 H`` is similar to the symmetric ``P^-1/2 H P^-1/2``, whose largest algebraic eigenvalue is found by
     Lanczos on products ``u -> P^-1/2 H (P^-1/2 u)``. An adaptive method with preconditioner ``P`` and
@@ -183,7 +183,7 @@ def preconditioned_sharpness(
 
 
 def adam_preconditioner(nu: PyTree, count, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> PyTree:
-    """Adam's diagonal preconditioner ``P = (1 - b1^t) (sqrt(v / (1 - b2^t)) + eps)`` (THEORY.md section 8).
+    """Adam's diagonal preconditioner ``P = (1 - b1^t) (sqrt(v / (1 - b2^t)) + eps)`` (theory §8).
 
     With it, Adam's step is ``-eta P^-1 m_t`` for the EMA ``m_t`` (not bias-corrected), so the stability
     threshold applies to ``lambda_1(P^-1 H)``.

@@ -1,4 +1,4 @@
-"""Continuous-time models of the optimizers (THEORY 3) as diffrax terms, and fast fixed-step SDE solves."""
+"""Continuous-time models of the optimizers (docs/theory.md §3) as diffrax terms, and fast fixed-step SDE solves."""
 
 from ._adai import AdaiLangevin as AdaiLangevin
 from ._adam import AdamLangevin as AdamLangevin

@@ -1,4 +1,4 @@
-"""Adai as an EMA heavy ball with adaptive, per-coordinate inertia (THEORY 3)."""
+"""Adai as an EMA heavy ball with adaptive, per-coordinate inertia (docs/theory.md §3)."""
 
 from typing import Literal
 

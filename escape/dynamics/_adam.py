@@ -1,4 +1,4 @@
-"""Adam (and RMSProp, ``b1 = 0``) as a phase-space model with a per-coordinate learning rate (THEORY 3)."""
+"""Adam (and RMSProp, ``b1 = 0``) as a phase-space model with a per-coordinate learning rate (docs/theory.md §3)."""
 
 from typing import Literal
 

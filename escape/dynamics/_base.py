@@ -1,4 +1,4 @@
-"""The continuous-time model interface (THEORY 3): drift, diagonal diffusion, diffrax terms.
+"""The continuous-time model interface (docs/theory.md §3): drift, diagonal diffusion, diffrax terms.
 
 A model's state for one particle is an array ``y`` of shape ``(components, dim)``: row 0 is ``theta``, the
 other rows are the velocity ``r`` and, for the augmented closures, the second moment ``v``. The noise is a
@@ -115,7 +115,7 @@ for _identity in (lx.linearise, lx.materialise):
 
 
 class AbstractDynamics(eqx.Module):
-    """A continuous-time model of an optimizer on a landscape (THEORY 3), as diffrax terms.
+    """A continuous-time model of an optimizer on a landscape (theory §3), as diffrax terms.
 
     Concrete models give the state layout (:attr:`components`, :attr:`noise_row`), the initial state, the
     drift and the diagonal noise coefficient. This class turns them into
@@ -250,7 +250,7 @@ class AbstractPhaseSpaceDynamics(AbstractDynamics):
         return diffrax.ShARK() if self.additive_noise() else FixedHeun()
 
     def temperature(self, y: State) -> Point:
-        """``T_eff = D / gamma`` per coordinate (THEORY 3)."""
+        """``T_eff = D / gamma`` per coordinate (theory §3)."""
         _, damping, diffusion = self.coefficients(y)
         return diffusion / damping
 
@@ -258,7 +258,7 @@ class AbstractPhaseSpaceDynamics(AbstractDynamics):
 class AbstractSecondMomentDynamics(AbstractPhaseSpaceDynamics):
     """Phase-space models whose coefficients depend on the gradient's second moment ``v`` (Adam, Adai).
 
-    Two closures for ``v`` (THEORY 3): ``"quasi-static"`` (``v`` frozen at :attr:`v_frozen`, state
+    Two closures for ``v`` (theory §3): ``"quasi-static"`` (``v`` frozen at :attr:`v_frozen`, state
     ``(theta, r)``) and ``"augmented"`` (``v`` a third row relaxing to ``E g^2`` at rate
     ``(1 - v_decay) / eta``, started there). Concrete models give :attr:`v_decay` (their ``beta2``) and
     :meth:`coefficients` in terms of :meth:`second_moment`.

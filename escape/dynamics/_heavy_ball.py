@@ -1,4 +1,4 @@
-"""Heavy-ball momentum in phase space (THEORY 3), SGD-style and EMA-style."""
+"""Heavy-ball momentum in phase space (docs/theory.md §3), SGD-style and EMA-style."""
 
 from typing import Literal
 

@@ -1,4 +1,4 @@
-"""Overdamped Langevin: the continuous-time model of SGD (THEORY 3)."""
+"""Overdamped Langevin: the continuous-time model of SGD (docs/theory.md §3)."""
 
 import diffrax
 import equinox as eqx

@@ -14,17 +14,33 @@ deviation over seeds), ``curves.csv`` (every run's per-epoch metrics) and ``lear
 from the run directories.
 """
 
-import io
+import functools
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ._config import ConfigError, prepare_run_dir
-from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ._console import Console
+from ._schema import (
+    Anything,
+    Boolean,
+    Integer,
+    Key,
+    ListOf,
+    Name,
+    Number,
+    REQUIRED,
+    Schema,
+    Section,
+    String,
+    Table,
+    UNSET,
+    hyperparameter_keys,
+)
+from ._io import atomic_write_json, atomic_write_text
 
 RESULT_COLUMNS = [
     "optimizer", "algorithm", "seed", "learning_rate", "weight_decay", "epochs", "test_acc", "test_loss",
@@ -33,65 +49,136 @@ RESULT_COLUMNS = [
 ]
 SUMMARY_METRICS = ["test_acc", "test_loss", "train_loss", "train_eval_loss", "lambda_max", "hessian_trace",
                    "expected_sharpness"]
-_TOP_KEYS = {"name", "kind", "description", "seeds", "run", "optimizers", "compilation_cache", "preset", "presets"}
 _RUN_OWNED = {"optimizer", "seed", "optimizer_args"}  # set by the experiment, not by [run]
 
 
-def _fields() -> set[str]:
+def _train_fields() -> dict:
+    """``{field: (Spec, default, doc)}`` for every TrainConfig field: types from its annotations, defaults from
+    the dataclass, one-line docs from its docstring."""
     import dataclasses
+    import inspect
+    import re
+    import types
+    import typing
 
-    from ..train import TrainConfig
+    from ..train import DATASETS, MODELS, TrainConfig
 
-    return {f.name for f in dataclasses.fields(TrainConfig)}
+    docs, current = {}, None
+    for line in (inspect.getdoc(TrainConfig) or "").split("Attributes:", 1)[-1].splitlines():
+        m = re.match(r"^    (\w+): (.*)$", line)
+        if m:
+            current = m.group(1)
+            docs[current] = m.group(2)
+        elif current and line.startswith("        ") and not docs[current].endswith("."):
+            docs[current] += " " + line.strip()
+    choices = {"data": String(DATASETS), "model": String(tuple(MODELS))}
+    simple = {int: Integer(), float: Number(), bool: Boolean(), str: String()}
+    out = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _RUN_OWNED:
+            continue
+        tp, optional = f.type, False
+        if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp, optional = args[0], True
+        if typing.get_origin(tp) is tuple:
+            spec = ListOf(Integer(min=1), "integers", min_len=0)
+        else:
+            spec = choices.get(f.name, simple.get(tp, Anything()))
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = UNSET if default is None else list(default) if isinstance(default, tuple) else default
+        doc = re.split(r"(?<=[a-z)`])\. (?=[A-Z])", docs.get(f.name, ""))[0].rstrip(".")
+        out[f.name] = (spec, default, doc + ("" if not optional else " (unset: the default)"))
+    return out
 
 
-def _seeds(config: dict) -> list[int]:
-    seeds = config.get("seeds")
-    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        raise ConfigError(f"config: seeds must be a non-empty list of distinct integers >= 0, got {seeds!r}")
-    return seeds
+def _optimizer_keys(name: str) -> dict:
+    """Hyperparameters of a training optimizer: the registry's with defaults, or an optax optimizer's."""
+    import inspect
+
+    from ..train._loop import _factory
+
+    canonical, factory, registered = _factory(name)
+    if registered:
+        return hyperparameter_keys(canonical, skip=("learning_rate", "weight_decay"))
+    params = inspect.signature(factory).parameters
+    return {k: Key(Anything("a value"), UNSET, f"hyperparameter of optax.{canonical}")
+            for k in params if k not in ("learning_rate", "weight_decay", "mask")}
+
+
+def _train_name(value: str) -> str:
+    from ..train._loop import _factory
+
+    return _factory(value)[0]
+
+
+def _check_label(label: str) -> None:
+    if "__" in label or "/" in label:
+        raise ValueError(f"optimizer label {label!r} may not contain '__' or '/'")
+
+
+def _schema() -> Schema:
+    fields = _train_fields()
+    run_keys = {k: Key(spec, default, doc) for k, (spec, default, doc) in fields.items()}
+    own = {k: Key(spec, UNSET, f"this optimizer's {k} (default: run.{k})") for k, (spec, _, _) in fields.items()}
+    entry = Section(
+        {"optimizer": Key(Name(_train_name, "an optimizer name (escape.optim registry, or any optax optimizer)"),
+                          REQUIRED, "which optimizer (stored as its canonical name)"), **own},
+        dynamic=("optimizer", _optimizer_keys),
+        dynamic_doc="and the optimizer's hyperparameters with their defaults (see *Optimizers* below)",
+    )
+    return Schema(
+        "compare",
+        "Training comparison: every optimizer over several seeds, each run an `escape.train.train` run "
+        "directory; `results.csv`, `summary.csv`, `curves.csv`, `learning_curves.png`. "
+        "Tutorial: [compare](tutorials/compare.md).",
+        Section(
+            {"seeds": Key(ListOf(Integer(min=0), "integers >= 0", distinct=True), REQUIRED, "one run per optimizer and seed"),
+             "compilation_cache": Key(Boolean(), False, "JAX's persistent compilation cache in OUT/.jax_cache")},
+            sections={
+                "run": Section(run_keys, "escape.train.TrainConfig fields shared by every run."),
+                "optimizers": Table(entry, "The optimizers compared; any [run] key may be set per optimizer.",
+                                    check_label=_check_label),
+            },
+        ),
+    )
+
+
+@functools.cache
+def _cached_schema() -> Schema:
+    return _schema()
+
+
+def __getattr__(name: str):
+    # SCHEMA is built on first use: it reads escape.train, which imports this package (a cycle at import).
+    if name == "SCHEMA":
+        return _cached_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_configs(config: dict) -> dict[tuple[str, int], "object"]:
-    """The [`escape.train.TrainConfig`][] of every (optimizer label, seed), validated (one-line ConfigError)."""
+    """The [`escape.train.TrainConfig`][] of every (optimizer label, seed) of a resolved config."""
     from ..train import TrainConfig
 
-    for key in config:
-        if key not in _TOP_KEYS:
-            raise ConfigError(f"config: unknown key {key!r} (accepted: {', '.join(sorted(_TOP_KEYS))})")
-    seeds = _seeds(config)
-    for section in ("run", "optimizers"):
-        if not isinstance(config.get(section), dict):
-            raise ConfigError(f"config: missing section [{section}]")
-    if not config["optimizers"]:
-        raise ConfigError("config: [optimizers] is empty")
-    fields = _fields()
+    fields = set(_train_fields())
+    seeds = config["seeds"]
     shared = dict(config["run"])
-    for key in shared:
-        if key not in fields or key in _RUN_OWNED:
-            accepted = ", ".join(sorted(fields - _RUN_OWNED))
-            raise ConfigError(f"config: unknown key run.{key} (accepted: {accepted})")
     out = {}
-    # Labels in sorted order: manifest.json stores the config with sorted keys, so this is the order that a
-    # rerun, `escape fit` and `escape plot` see too.
+    # Labels in sorted order: the order that earlier manifests (stored with sorted keys) gave reruns too.
     for label, spec in sorted(config["optimizers"].items()):
-        if not isinstance(spec, dict) or "optimizer" not in spec:
-            raise ConfigError(f"config: optimizers.{label}.optimizer is missing")
-        if "__" in label or "/" in label:
-            raise ConfigError(f"config: optimizer label {label!r} may not contain '__' or '/'")
-        own = {k: v for k, v in spec.items() if k in fields and k not in ("seed", "optimizer_args")}
-        args = {k: v for k, v in spec.items() if k not in fields}
+        own = {k: v for k, v in spec.items() if k in fields}
+        args = {k: v for k, v in spec.items() if k not in fields and k != "optimizer"}
         for seed in seeds:
             try:
-                out[(label, seed)] = TrainConfig.from_dict({**shared, **own, "seed": seed, "optimizer_args": args})
+                out[(label, seed)] = TrainConfig.from_dict(
+                    {**shared, **own, "optimizer": spec["optimizer"], "seed": seed, "optimizer_args": args})
             except ValueError as e:
                 raise ConfigError(f"config: optimizers.{label}: {e}") from None
     return out
 
 
 def validate(config: dict) -> None:
-    """Check a compare config; one-line ConfigError naming the offending key."""
+    """Check a resolved compare config beyond its types (every run's TrainConfig builds)."""
     run_configs(config)
 
 
@@ -106,8 +193,8 @@ def _load_history(path: Path) -> dict | None:
     return json.loads(metrics.read_text())
 
 
-def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
-    """Run (or resume) every (optimizer, seed) run, then write the tables and the figure."""
+def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
+    """Run (or resume) every (optimizer, seed) run of a resolved config, then write the tables and the figure."""
     from ..train import load_dataset, train, use_compilation_cache
 
     runs = run_configs(config)
@@ -117,18 +204,23 @@ def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
     start = time.perf_counter()
     done = {k for k in runs if (_load_history(_run_dir(out, *k)) or {}).get("complete")}
     datasets = {}
-    bar = tqdm(total=len(runs), initial=len(done), disable=not progress, unit="run", dynamic_ncols=True)
-    for (label, seed), cfg in runs.items():
-        if (label, seed) in done:
-            continue
-        bar.set_description(f"{label} seed {seed}")
-        data_key = (cfg.data, cfg.data_dir, cfg.train_examples, cfg.test_examples)
-        if data_key not in datasets:
-            datasets[data_key] = load_dataset(cfg)
-        train(cfg, _run_dir(out, label, seed), progress=progress, dataset=datasets[data_key])
-        bar.update(1)
-        write_results(config, out)
-    bar.close()
+    console = Console(progress, len(runs), done=len(done), unit="run", where=out)
+    try:
+        for (label, seed), cfg in runs.items():
+            if (label, seed) in done:
+                continue
+            console.begin(f"{label} seed {seed}")
+            data_key = (cfg.data, cfg.data_dir, cfg.train_examples, cfg.test_examples)
+            if data_key not in datasets:
+                datasets[data_key] = load_dataset(cfg)
+            # Inner progress: the step bar in "bar" mode, one line per epoch in "log" mode.
+            history = train(cfg, _run_dir(out, label, seed), progress=progress, dataset=datasets[data_key])
+            write_results(config, out)
+            final = history.final or {}
+            console.done(f"{label} seed {seed}: test acc {final.get('test_acc', float('nan')):.4f}, "
+                         f"train loss {final.get('train_loss', float('nan')):.3g}")
+    finally:
+        console.close()
     table = write_results(config, out)
     write_fit(config, out, table)
     plot(out)
@@ -218,7 +310,7 @@ def plot(out: Path) -> Path:
     over seeds per optimizer (the band), from curves.csv."""
     from matplotlib.ticker import MaxNLocator
 
-    from ._plots import plt
+    from ._plots import plt, save_figure
 
     out = Path(out)
     try:
@@ -245,9 +337,4 @@ def plot(out: Path) -> Path:
     axes[0].legend(fontsize=8)
     name = json.loads((out / "manifest.json").read_text())["config"].get("name", "") if (out / "manifest.json").exists() else ""
     fig.suptitle(f"{name}: learning curves, mean ± std over seeds")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    path = out / "learning_curves.png"
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_figure(fig, out / "learning_curves.png")

@@ -45,26 +45,27 @@ def _parse_value(text: str):
         return text  # a bare word is a string
 
 
-def _set(config: dict, dotted: str, value, *, create: bool = False) -> None:
+def _set(config: dict, dotted: str, value) -> None:
+    """Set a dotted key, creating the tables on its path."""
     keys = dotted.split(".")
     node = config
-    for i, k in enumerate(keys[:-1]):
-        if not isinstance(node, dict) or k not in node:
-            raise ConfigError(f"--set: unknown key {dotted!r} (no section {'.'.join(keys[: i + 1])!r})")
-        node = node[k]
-    if not isinstance(node, dict) or (keys[-1] not in node and not create):
-        raise ConfigError(f"--set: unknown key {dotted!r}")
-    if isinstance(node.get(keys[-1]), dict):
-        raise ConfigError(f"--set: {dotted!r} is a section, set one of its keys")
+    for k in keys[:-1]:
+        if not isinstance(node.get(k, {}), dict):
+            raise ConfigError(f"--set: {dotted!r}: {k} is a key, not a section")
+        node = node.setdefault(k, {})
     node[keys[-1]] = value
 
 
-def apply_overrides(config: dict, sets: list[str], *, create: bool = False) -> dict:
+def apply_overrides(config: dict, sets: list[str]) -> dict:
     """Apply ``key=value`` overrides (dotted keys, TOML values). ``preset=NAME`` applies a preset first.
 
-    ``create=True`` also sets keys the config does not hold yet (in existing sections); unknown keys are then
-    left to the runner's ``validate``.
+    Every key of the config's schema may be set, whether or not the config holds it (``run.mode``,
+    ``fit.bootstrap``, ``optimizers.adam.b1``); an unknown key is a ConfigError with a "did you mean".
+    Values are checked when the config is resolved ([`escape.experiments.check_config`][]).
     """
+    from ._runner import schema_for
+    from .._checks import suggest
+
     config = copy.deepcopy(config)
     pairs = []
     for item in sets:
@@ -73,47 +74,94 @@ def apply_overrides(config: dict, sets: list[str], *, create: bool = False) -> d
         k, v = item.split("=", 1)
         pairs.append((k.strip(), _parse_value(v.strip())))
     presets = config.pop("presets", {})
+    schema = None
+    if presets:  # every preset of the file is checked, applied or not
+        schema = schema_for(config)
+        if not isinstance(presets, dict):
+            raise ConfigError(f"config: [presets] must hold tables [presets.NAME], got {presets!r}")
+        for name, items in presets.items():
+            schema.check_preset(config, name, items)
     for k, v in pairs:
         if k == "preset":
             if v not in presets:
-                raise ConfigError(f"--set: unknown preset {v!r} (available: {', '.join(presets) or 'none'})")
+                raise ConfigError(
+                    f"--set: unknown preset {v!r}{suggest(v, presets)} (available: {', '.join(presets) or 'none'})"
+                )
             for pk, pv in presets[v].items():
+                schema = schema or schema_for(config)
+                try:
+                    schema.lookup(config, pk)
+                except ConfigError as e:
+                    raise ConfigError(f"config: presets.{v}: {e}") from None
                 _set(config, pk, pv)
             config["preset"] = v
     for k, v in pairs:
         if k != "preset":
-            _set(config, k, v, create=create)
+            schema = schema or schema_for(config)
+            try:
+                schema.lookup(config, k)
+            except ConfigError as e:
+                raise ConfigError(f"--set: {e}") from None
+            _set(config, k, v)
     return config
+
+
+def _has_results(out: Path) -> bool:
+    """Whether ``out`` holds anything a run wrote besides its manifest (hidden files such as caches aside)."""
+    return any(p.name != "manifest.json" and not p.name.startswith(".") for p in out.iterdir())
 
 
 def prepare_run_dir(out, config: dict):
     """Create ``out`` and its manifest, or check that it holds a run of the same config (resume).
 
-    Returns the directory as a Path. Raises ConfigError if ``out`` holds a different config.
+    A directory whose manifest holds another config but no results yet (a run that failed before its first
+    cell) takes the new config. Returns the directory as a Path. Raises ConfigError, naming the keys that
+    differ, if ``out`` holds results of a different config, and for OS errors (one line).
     """
     import json
-    from pathlib import Path
 
     from ._io import atomic_write_json, manifest
+    from ._schema import describe_diff
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    man_path = out / "manifest.json"
-    if man_path.exists():
-        old = json.loads(man_path.read_text())
-        if old.get("config") != config:
-            raise ConfigError(f"--out: {out} holds a run with a different config; choose another --out or delete it")
-    else:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        man_path = out / "manifest.json"
+        if man_path.exists():
+            old = _resolved_or_raw(json.loads(man_path.read_text()).get("config", {}))
+            if old != config and _has_results(out):
+                raise ConfigError(
+                    f"--out: {out} holds a run with a different config ({describe_diff(old, config)}); "
+                    "choose another --out or delete it"
+                )
+            if old == config:
+                return out
         atomic_write_json(man_path, manifest(config))
+    except OSError as e:
+        raise ConfigError(f"--out: {out}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--out: {out}/manifest.json is not readable JSON ({e})") from None
     return out
+
+
+def _resolved_or_raw(config: dict) -> dict:
+    """A stored config resolved under today's schema (manifests before schemas stored it as written)."""
+    from ._runner import check_config
+
+    try:
+        return check_config(config)
+    except ConfigError:
+        return config
 
 
 def stored_config(out, owner: str = "DIR") -> dict:
     """The config recorded in ``out/manifest.json``; ConfigError (naming ``owner``) if there is none."""
     import json
-    from pathlib import Path
 
     path = Path(out) / "manifest.json"
     if not path.is_file():
         raise ConfigError(f"{owner}: {out} has no manifest.json (not an experiment directory)")
-    return json.loads(path.read_text())["config"]
+    try:
+        return json.loads(path.read_text())["config"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{owner}: cannot read {path} ({type(e).__name__}: {e})") from None

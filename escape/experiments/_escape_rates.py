@@ -19,13 +19,32 @@ from pathlib import Path
 import jax
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .. import stats
+from ..stats._fit import _DEFAULT_GRID as P_GRID
 from ..landscapes import make_landscape
 from ..optim import make_optimizer
 from ..simulate import escape_times, passage_masks
-from ._config import ConfigError, prepare_run_dir, stored_config
+from ._config import ConfigError, _resolved_or_raw, prepare_run_dir, stored_config
+from ._console import Console
+from ._schema import (
+    Anything,
+    Integer,
+    Key,
+    ListOf,
+    Literal,
+    Number,
+    OneOf,
+    OptionalSection,
+    REQUIRED,
+    Schema,
+    Section,
+    describe_diff,
+    String,
+    UNSET,
+    optimizer_table,
+    seed_key,
+)
 from ._io import atomic_write_bytes, atomic_write_text
 
 RESULT_COLUMNS = [
@@ -33,37 +52,85 @@ RESULT_COLUMNS = [
     "paper_rate", "paper_lower", "paper_upper", "particles", "escapes", "early_escapes", "burn_in", "censored", "diverged",
     "mean_escape_time", "ks_pvalue", "steps_run", "barrier", "hessian_min", "in_window",
 ]
-_RUN_KEYS = {"batch_size", "n_particles", "max_steps", "chunk_size", "sharpness", "mode"}
-_FIT_KEYS = {"prefactor", "min_mean_steps", "max_mean_steps", "bootstrap"}
+
+
+def _landscape_keys(name: str) -> dict:
+    """The parameters of a landscape (besides the swept ``sharpness``), defaults from its constructor."""
+    import inspect
+
+    from ..landscapes import LANDSCAPES, NOISE_MODELS
+
+    specs = {
+        "dim": (Integer(min=1), "number of coordinates"),
+        "noise": (String(NOISE_MODELS), "gradient-noise model (theory §1)"),
+        "n_data": (OneOf(Integer(min=2), Literal("fresh")), 'size of the fixed data set, or "fresh" samples every step'),
+        "data_seed": (Integer(min=0), "seed of the fixed data set (unused with fresh samples)"),
+        "sigma": (Number(gt=0), 'noise standard deviation for noise = "isotropic"'),
+    }
+    out = {}
+    for p, par in inspect.signature(LANDSCAPES[name].__init__).parameters.items():
+        if p in ("self", "sharpness"):
+            continue
+        spec, doc = specs.get(p, (Anything(), f"parameter of {name}"))
+        out[p] = Key(spec, UNSET if par.default in (None, inspect.Parameter.empty) else par.default, doc)
+    return out
+
+
+def _swept_landscapes() -> tuple[str, ...]:
+    import inspect
+
+    from ..landscapes import LANDSCAPES
+
+    return tuple(n for n, c in LANDSCAPES.items() if "sharpness" in inspect.signature(c.__init__).parameters)
+
+
+SCHEMA = Schema(
+    "escape-rates",
+    "Escape rates against sharpness (paper Fig. 6): one cell per (optimizer, k), each an `escape_times` run "
+    "(or an SDE solve with `run.mode = \"sde\"`); `results.csv`, `fit.csv`, `escape_rates.png`. "
+    "Tutorial: [Fig. 6](tutorials/fig6.md).",
+    Section(
+        {"seed": seed_key(),
+         "pooled_from": Key(Anything("a list of tables"), UNSET, "set by `escape pool`: the runs pooled here")},
+        sections={
+            "landscape": Section(
+                {"name": Key(String(_swept_landscapes()), REQUIRED, "the landscape (its sharpness k is swept)")},
+                "The landscape L_k; `sharpness` comes from `run.sharpness`.",
+                dynamic=("name", _landscape_keys),
+                dynamic_doc="and the landscape's parameters",
+            ),
+            "run": Section({
+                "sharpness": Key(ListOf(Number(gt=0), "numbers > 0", distinct=True), REQUIRED, "the values of k swept"),
+                "mode": Key(String(("discrete", "sde")), "discrete",
+                            "the discrete optimizers, or their continuous-time models (one solver step per iteration)"),
+                "batch_size": Key(Integer(min=1), 1, "minibatch size B"),
+                "n_particles": Key(Integer(min=1), 1000, "independent runs per cell"),
+                "max_steps": Key(Integer(min=1), 100000, "horizon in iterations; particles still in are censored"),
+                "chunk_size": Key(Integer(min=1), 2048, "steps per compiled chunk (speed only; results do not change)"),
+            }, "How every cell is run."),
+            "optimizers": optimizer_table({
+                "burn_in": Key(Integer(min=0), 0, "escapes before this step are the relaxation transient, reported apart"),
+                "batch_size": Key(Integer(min=1), UNSET, "this optimizer's batch size (default: run.batch_size)"),
+                "max_steps": Key(Integer(min=1), UNSET, "this optimizer's horizon (default: run.max_steps)"),
+            }, "The optimizers compared."),
+            "fit": OptionalSection({
+                "prefactor": Key(OneOf(String(("none", "fit", "tied")), Number()), "none",
+                                 "Kramers prefactor term -q log k: none, a fixed q, fitted, or tied to p"),
+                "min_mean_steps": Key(Number(ge=0), 50, "quasi-equilibrium window: least mean escape time fitted"),
+                "max_mean_steps": Key(Number(ge=0), 100000.0, "quasi-equilibrium window: largest mean escape time fitted"),
+                "bootstrap": Key(Integer(min=1), UNSET, "bootstrap replicates for an interval of p (over particles)"),
+            }, "The fit of -log rate = a + b k^-p over the cells inside the window."),
+        },
+    ),
+)
 
 
 def validate(config: dict) -> None:
-    """Check an escape-rate config; one-line ConfigError naming the offending key."""
-    for section in ("landscape", "run", "optimizers"):
-        if not isinstance(config.get(section), dict):
-            raise ConfigError(f"config: missing section [{section}]")
+    """Check a resolved escape-rate config beyond its types (one-line ConfigError naming the key): the
+    fit window, and that every optimizer, landscape (and SDE model) builds."""
     run = config["run"]
-    for k in run:
-        if k not in _RUN_KEYS:
-            raise ConfigError(f"config: unknown key run.{k} (accepted: {', '.join(sorted(_RUN_KEYS))})")
-    fit = config.get("fit", {})
-    for k in fit:
-        if k not in _FIT_KEYS:
-            raise ConfigError(f"config: unknown key fit.{k} (accepted: {', '.join(sorted(_FIT_KEYS))})")
-    _validate_fit(fit)
-    if run.get("mode", "discrete") not in ("discrete", "sde"):
-        raise ConfigError(f"config: run.mode must be 'discrete' or 'sde', got {run.get('mode')!r}")
-    ks = run.get("sharpness")
-    if not isinstance(ks, list) or not ks or not all(isinstance(k, (int, float)) and k > 0 for k in ks):
-        raise ConfigError(f"config: run.sharpness must be a non-empty list of positive numbers, got {ks!r}")
-    for key in ("batch_size", "n_particles", "max_steps"):
-        v = run.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"config: run.{key} must be a positive integer, got {v!r}")
-    if not config["optimizers"]:
-        raise ConfigError("config: [optimizers] is empty")
-    if not isinstance(config.get("seed", 0), int):
-        raise ConfigError(f"config: seed must be an integer, got {config.get('seed')!r}")
+    _validate_fit(config.get("fit", {}))
+    ks = run["sharpness"]
     # Build everything once so that bad names and hyperparameters fail before any work.
     for label in config["optimizers"]:
         _build_optimizer(config, label)
@@ -91,12 +158,6 @@ def _validate_fit(fit: dict) -> None:
             raise ConfigError(f"config: fit.{key} must be a number >= 0, got {v!r}")
     if lo >= hi:
         raise ConfigError(f"config: fit.min_mean_steps ({lo}) must be below fit.max_mean_steps ({hi})")
-    pf = fit.get("prefactor", "none")
-    if not (pf is None or pf in ("none", "fit", "tied") or _is_number(pf)):
-        raise ConfigError(f'config: fit.prefactor must be "none", "fit", "tied" or a number, got {pf!r}')
-    boot = fit.get("bootstrap")
-    if boot is not None and (isinstance(boot, bool) or not isinstance(boot, int) or boot < 1):
-        raise ConfigError(f"config: fit.bootstrap must be a positive number of replicates, got {boot!r}")
 
 
 def _build_dynamics(config: dict, label: str, k: float):
@@ -152,57 +213,68 @@ def _cell_key(seed: int, label: str, k: float):
     return jax.random.fold_in(jax.random.key(seed), tag)
 
 
-def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
-    """Run (or resume) every cell, then write results.csv, fit.csv and the figure."""
-    validate(config)
+def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
+    """Run (or resume) every cell of a resolved config, then write results.csv, fit.csv and the figure."""
     out = prepare_run_dir(out, config)
     run_cfg = config["run"]
     seed = int(config.get("seed", 0))
     cells = [(label, k) for label in config["optimizers"] for k in run_cfg["sharpness"]]
     todo = [(label, k) for label, k in cells if not (out / "cells" / f"{_cell_name(label, k)}.npz").exists()]
-    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), disable=not progress, unit="cell", dynamic_ncols=True)
+    console = Console(progress, len(cells), done=len(cells) - len(todo), unit="cell", where=out)
     optimizers = {}  # one object per label: cells of a label share one compiled engine chunk
-    for label, k in todo:
-        bar.set_description(_cell_name(label, k))
-        _, hyper, over = _optimizer_settings(config, label)
-        if run_cfg.get("mode", "discrete") == "sde":
-            # One solver step per iteration (dt = eta), horizon eta * max_steps; times come back in iterations.
-            from ..dynamics import solve_sde
+    try:
+        for label, k in todo:
+            console.begin(_cell_name(label, k))
+            _, hyper, over = _optimizer_settings(config, label)
+            if run_cfg.get("mode", "discrete") == "sde":
+                # One solver step per iteration (dt = eta), horizon eta * max_steps; times come back in iterations.
+                from ..dynamics import solve_sde
 
-            eta = float(hyper["learning_rate"])
-            res = solve_sde(
-                _build_dynamics(config, label, k),
-                n_particles=int(run_cfg["n_particles"]),
-                t1=eta * int(over.get("max_steps", run_cfg["max_steps"])),
-                dt=eta,
-                key=_cell_key(seed, label, k),
-                chunk_size=int(run_cfg.get("chunk_size", 2048)),
-                progress=progress,
+                eta = float(hyper["learning_rate"])
+                res = solve_sde(
+                    _build_dynamics(config, label, k),
+                    n_particles=int(run_cfg["n_particles"]),
+                    t1=eta * int(over.get("max_steps", run_cfg["max_steps"])),
+                    dt=eta,
+                    key=_cell_key(seed, label, k),
+                    chunk_size=int(run_cfg.get("chunk_size", 2048)),
+                    progress=console.inner,
+                )
+            else:
+                res = escape_times(
+                    _build_landscape(config, k),
+                    optimizers.setdefault(label, _build_optimizer(config, label)),
+                    batch_size=int(over.get("batch_size", run_cfg["batch_size"])),
+                    n_particles=int(run_cfg["n_particles"]),
+                    max_steps=int(over.get("max_steps", run_cfg["max_steps"])),
+                    chunk_size=int(run_cfg.get("chunk_size", 2048)),
+                    key=_cell_key(seed, label, k),
+                    progress=console.inner,
+                )
+            buf = io.BytesIO()
+            np.savez(
+                buf,
+                first_passage=np.asarray(res.first_passage),
+                first_divergence=np.asarray(res.first_divergence),
+                steps_run=res.steps_run,
+                max_steps=res.max_steps,
             )
-        else:
-            res = escape_times(
-                _build_landscape(config, k),
-                optimizers.setdefault(label, _build_optimizer(config, label)),
-                batch_size=int(over.get("batch_size", run_cfg["batch_size"])),
-                n_particles=int(run_cfg["n_particles"]),
-                max_steps=int(over.get("max_steps", run_cfg["max_steps"])),
-                chunk_size=int(run_cfg.get("chunk_size", 2048)),
-                key=_cell_key(seed, label, k),
-                progress=progress,
-            )
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            first_passage=np.asarray(res.first_passage),
-            first_divergence=np.asarray(res.first_divergence),
-            steps_run=res.steps_run,
-            max_steps=res.max_steps,
-        )
-        atomic_write_bytes(out / "cells" / f"{_cell_name(label, k)}.npz", buf.getvalue())
-        bar.update(1)
-        write_results(config, out)
-    bar.close()
+            atomic_write_bytes(out / "cells" / f"{_cell_name(label, k)}.npz", buf.getvalue())
+            table = write_results(config, out)
+            row = table[(table["optimizer"] == label) & (table["sharpness"] == float(k))].iloc[0]
+            console.done(cell_line(row))
+    finally:
+        console.close()
     return _finish(config, out)[0]
+
+
+def cell_line(row) -> str:
+    """One line about a finished cell: its counts (early escapes included) and its rate."""
+    early = f" (+{int(row['early_escapes'])} before burn-in {int(row['burn_in'])})" if row["early_escapes"] else ""
+    rate = (f"rate {row['rate']:.3g} [{row['rate_lower']:.3g}, {row['rate_upper']:.3g}]"
+            if row["escapes"] else "no escape after burn-in: no rate")
+    return (f"{row['optimizer']} k={row['sharpness']:g}: {int(row['escapes'])} escapes{early}, "
+            f"{int(row['censored'])} censored, {int(row['diverged'])} diverged; {rate}")
 
 
 def _finish(config: dict, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -331,9 +403,32 @@ def fit_sharpness(config: dict, table: pd.DataFrame) -> pd.DataFrame:
             )
             row.update(fit.to_dict())
         except ValueError as e:
-            row["note"] = str(e)
+            need = 4 if prefactor == "fit" else 3
+            lo, hi = _window(fit_cfg)
+            have = int(sub.loc[sub["escapes"] > 0, "sharpness"].nunique())
+            row["note"] = (f"no fit: {have} value{'s' * (have != 1)} of k with escapes inside the fit window "
+                           f"[{lo:g}, {hi:g}] mean escape steps; the model needs {need} (widen run.sharpness or the "
+                           "window fit.min_mean_steps / fit.max_mean_steps)" if have < need else f"no fit: {e}")
+        row["warning"] = fit_warning(row)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def fit_warning(row: dict) -> str:
+    """What a reader of one fit row should be told, in words ("" when nothing): no fit, an estimate at
+    the edge of the searched p range, or zero degrees of freedom."""
+    if "p_hat" not in row or not np.isfinite(row.get("p_hat", np.nan)):
+        return row.get("note", "no fit")
+    notes = []
+    if row.get("p_at_grid_edge"):
+        notes.append(f"p = {row['p_hat']:g} lies at the edge of the searched range [{P_GRID[0]:g}, {P_GRID[-1]:g}]: the "
+                     "best p may lie beyond it and its interval is open there")
+    if row.get("dof", 1) == 0:
+        notes.append("as many cells as fitted parameters (0 degrees of freedom): the curve passes through every "
+                     "cell, nothing tests the model, and the goodness-of-fit p-value is undefined")
+    elif row.get("dof", 1) < 3:
+        notes.append(f"only {int(row['dof'])} degrees of freedom: the interval rests on few cells")
+    return "; ".join(notes)
 
 
 
@@ -355,7 +450,7 @@ def pool(sources: list, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         cfg = stored_config(src, "pool")
         if cfg.get("kind", "escape-rates") != "escape-rates":
             raise ConfigError(f"pool: {src} is a {cfg.get('kind')!r} run; only escape-rate runs can be pooled")
-        configs.append(cfg)
+        configs.append(_resolved_or_raw(cfg))
 
     def core(cfg):
         c = json.loads(json.dumps(cfg))
@@ -368,7 +463,8 @@ def pool(sources: list, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     seeds = [int(c.get("seed", 0)) for c in configs]
     for src, cfg in zip(sources[1:], configs[1:]):
         if core(cfg) != core(configs[0]):
-            raise ConfigError(f"pool: {src} differs from {sources[0]} in more than seed and n_particles")
+            raise ConfigError(f"pool: {src} differs from {sources[0]} in more than seed and n_particles: "
+                              f"{describe_diff(core(cfg), core(configs[0]))}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"pool: the sources must have distinct seeds (got {seeds}): equal seeds repeat particles")
     config = json.loads(json.dumps(configs[0]))

@@ -12,12 +12,24 @@ from pathlib import Path
 _PACKAGES = ("escape", "jax", "jaxlib", "equinox", "optax", "diffrax", "numpy", "scipy", "pandas")
 
 
+def file_mode() -> int:
+    """The mode an ordinary new file gets here: ``0o666`` less the process's umask (0644 under umask 022)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a torn one."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a torn one.
+
+    The file gets the usual permissions (``0o666`` less the umask), not ``mkstemp``'s private 0600, so that
+    collaborators on a shared machine can read results, figures, metrics and checkpoints.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -33,8 +45,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+def atomic_write_json(path: Path, obj, *, sort_keys: bool = False) -> None:
+    """``obj`` as indented JSON (keys in insertion order: a config keeps the order it was written in)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=float) + "\n")
 
 
 def git_commit() -> str:

@@ -14,6 +14,15 @@ import pandas as pd  # noqa: E402
 from ._io import atomic_write_bytes  # noqa: E402
 
 
+def save_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """Write ``fig`` as a PNG atomically (usual file permissions) and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
 def plot_escape_rates(out: Path) -> Path:
     """-log(rate) against 1/k and 1/sqrt(k), one series per optimizer, with 95% intervals and fits."""
     out = Path(out)

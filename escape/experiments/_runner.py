@@ -3,21 +3,47 @@
 from pathlib import Path
 
 from . import _compare, _escape_rates, _saddle
+from .._checks import suggest
 from ._config import ConfigError, apply_overrides, stored_config
+from ._console import progress_mode
+from ._schema import Schema
 
 RUNNERS = {"escape-rates": _escape_rates, "compare": _compare, "saddle": _saddle}
 
 
 def _module(config: dict):
-    kind = config.get("kind", "escape-rates")
+    kind = config.get("kind", "escape-rates") if isinstance(config, dict) else None
     if kind not in RUNNERS:
-        raise ConfigError(f"config: unknown kind {kind!r} (known: {', '.join(RUNNERS)})")
+        raise ConfigError(f"config: unknown kind {kind!r}{suggest(kind, RUNNERS)} (known: {', '.join(RUNNERS)})")
     return RUNNERS[kind]
 
 
-def run_experiment(config: dict, out, *, progress: bool = True):
-    """Run or resume ``config`` in directory ``out``; returns the results table."""
-    return _module(config).run(config, Path(out), progress=progress)
+def schema_for(config: dict) -> Schema:
+    """The schema of ``config``'s kind."""
+    return _module(config).SCHEMA
+
+
+def check_config(config: dict) -> dict:
+    """The resolved config (every key checked, every default filled in) after the kind's own checks.
+
+    Raises:
+        ConfigError: one line naming the offending key. Nothing is written anywhere.
+    """
+    mod = _module(config)
+    resolved = mod.SCHEMA.resolve(config)
+    mod.validate(resolved)
+    return resolved
+
+
+def run_experiment(config: dict, out, *, progress: "bool | str" = True):
+    """Run or resume ``config`` in directory ``out``; returns the results table.
+
+    The config is checked and resolved first ([`escape.experiments.check_config`][]): a bad config raises
+    ConfigError before anything is written under ``out``. ``progress``: ``True`` (or ``"bar"``) for progress
+    bars, ``"log"`` for one line per finished cell or epoch (for logs and pipes), ``False`` for silence.
+    """
+    resolved = check_config(config)
+    return _module(resolved).run(resolved, Path(out), progress=progress_mode(progress))
 
 
 def fit_experiment(out):
@@ -40,10 +66,7 @@ def refit_experiment(out, sets: list[str]):
     for item in sets:
         if not item.strip().startswith("fit."):
             raise ConfigError(f"--set: escape fit changes fit.* keys only, got {item!r}")
-    # A fit key the run's config leaves at its default (e.g. fit.bootstrap) may be set too.
-    config.setdefault("fit", {})
-    config = apply_overrides(config, sets, create=True)
-    _escape_rates.validate(config)
+    config = check_config(apply_overrides(config, sets))
     table = _escape_rates.results_table(config, Path(out))
     return table, _escape_rates.fit_sharpness(config, table)
 

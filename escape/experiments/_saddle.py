@@ -1,9 +1,9 @@
-"""The saddle experiment (THEORY 5): mean squared displacement from a quadratic saddle against iterations.
+"""The saddle experiment (docs/theory.md §5): mean squared displacement from a quadratic saddle against iterations.
 
 One landscape ``L = (1/2) sum_i h_i theta_i^2`` holds every escape direction at once (``h_i = -|H_i|``, the
 ``|H_i|`` of ``[landscape] abs_hessian``, optionally followed by confining directions ``confining``), with
 Hessian noise ``C = |H| / B``. The landscape is separable, so each direction is its own experiment, except
-for Adai, whose ``v_bar`` is the mean of ``v`` over every coordinate of the model (THEORY 2), exactly as in
+for Adai, whose ``v_bar`` is the mean of ``v`` over every coordinate of the model (theory §2), exactly as in
 [`escape.theory.adai_saddle_msd`][].
 
 For each optimizer (``[optimizers.LABEL]``: ``optimizer`` name from ``escape.optim`` and its
@@ -33,60 +33,58 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .. import _random, theory
 from ..dynamics import make_dynamics, solve_sde
 from ..landscapes import Quadratic
 from ..optim import make_optimizer
 from ._config import ConfigError, prepare_run_dir
+from ._console import Console
+from ._schema import Integer, Key, ListOf, Number, REQUIRED, Schema, Section, String, optimizer_table, seed_key
 from ._io import atomic_write_bytes, atomic_write_text
 
 METHODS = ("discrete", "sde")
-_RUN_KEYS = {"batch_size", "n_particles", "horizons", "table_horizons", "methods", "chunk_size"}
-_LANDSCAPE_KEYS = {"abs_hessian", "confining", "noise"}
 _THEORY_NAMES = {"sgd", "momentum", "momentum-ema", "adam", "adai"}
+
+SCHEMA = Schema(
+    "saddle",
+    "Mean squared displacement from a quadratic saddle against iterations, per optimizer and method "
+    "(discrete optimizer, SDE model) beside theory; `results.csv`, `table.csv`, `saddle_LABEL.png`. "
+    "Tutorial: [saddle escape](tutorials/saddle.md).",
+    Section(
+        {"seed": seed_key()},
+        sections={
+            "landscape": Section({
+                "abs_hessian": Key(ListOf(Number(gt=0), "numbers > 0"), REQUIRED,
+                                   "|H_i| of the escape directions (curvature -|H_i|)"),
+                "confining": Key(ListOf(Number(gt=0), "numbers > 0", min_len=0), [],
+                                 "curvatures of confining directions appended after them"),
+                "noise": Key(String(("hessian",)), "hessian", "Hessian noise C = |H| / B"),
+            }, "The saddle L = (1/2) sum_i h_i theta_i^2."),
+            "run": Section({
+                "horizons": Key(ListOf(Integer(min=1), "integers >= 1", increasing=True), REQUIRED,
+                                "iterations T after release at which the MSD is measured"),
+                "table_horizons": Key(ListOf(Integer(min=1), "integers >= 1"), REQUIRED,
+                                      "the horizons reported in table.csv (a subset of horizons)"),
+                "methods": Key(ListOf(String(METHODS), "of \"discrete\", \"sde\"", distinct=True),
+                               list(METHODS), "which simulations to run"),
+                "batch_size": Key(Integer(min=1), 1, "minibatch size B"),
+                "n_particles": Key(Integer(min=1), 1000, "independent runs per cell"),
+                "chunk_size": Key(Integer(min=1), 1024, "SDE steps per compiled chunk (speed only)"),
+            }, "How every cell is run."),
+            "optimizers": optimizer_table({
+                "release": Key(Integer(min=0), 0, "iterations the optimizer state equilibrates before the MSD clock starts"),
+            }, "The optimizers compared."),
+        },
+    ),
+)
 
 
 def validate(config: dict) -> None:
-    """Check a saddle config; one-line ConfigError naming the offending key."""
-    for section in ("landscape", "run", "optimizers"):
-        if not isinstance(config.get(section), dict):
-            raise ConfigError(f"config: missing section [{section}]")
-    land, run = config["landscape"], config["run"]
-    for k in land:
-        if k not in _LANDSCAPE_KEYS:
-            raise ConfigError(f"config: unknown key landscape.{k} (accepted: {', '.join(sorted(_LANDSCAPE_KEYS))})")
-    for k in run:
-        if k not in _RUN_KEYS:
-            raise ConfigError(f"config: unknown key run.{k} (accepted: {', '.join(sorted(_RUN_KEYS))})")
-    hs = land.get("abs_hessian")
-    if not isinstance(hs, list) or not hs or not all(isinstance(h, (int, float)) and h > 0 for h in hs):
-        raise ConfigError(f"config: landscape.abs_hessian must be a non-empty list of positive numbers, got {hs!r}")
-    conf = land.get("confining", [])
-    if not isinstance(conf, list) or not all(isinstance(h, (int, float)) and h > 0 for h in conf):
-        raise ConfigError(f"config: landscape.confining must be a list of positive numbers, got {conf!r}")
-    if land.get("noise", "hessian") != "hessian":
-        raise ConfigError(f"config: landscape.noise must be 'hessian' (C = |H| / B), got {land.get('noise')!r}")
-    for key in ("batch_size", "n_particles"):
-        v = run.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"config: run.{key} must be a positive integer, got {v!r}")
-    for key in ("horizons", "table_horizons"):
-        v = run.get(key)
-        if not isinstance(v, list) or not v or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in v):
-            raise ConfigError(f"config: run.{key} must be a non-empty list of positive integers, got {v!r}")
-    if sorted(set(run["horizons"])) != run["horizons"]:
-        raise ConfigError("config: run.horizons must be strictly increasing")
+    """Check a resolved saddle config beyond its types; one-line ConfigError naming the offending key."""
+    run = config["run"]
     if not set(run["table_horizons"]) <= set(run["horizons"]):
         raise ConfigError("config: run.table_horizons must be a subset of run.horizons")
-    methods = run.get("methods", list(METHODS))
-    if not isinstance(methods, list) or not methods or not set(methods) <= set(METHODS):
-        raise ConfigError(f"config: run.methods must be a non-empty subset of {list(METHODS)}, got {methods!r}")
-    if not config["optimizers"]:
-        raise ConfigError("config: [optimizers] is empty")
-    if not isinstance(config.get("seed", 0), int):
-        raise ConfigError(f"config: seed must be an integer, got {config.get('seed')!r}")
     landscape = build_landscape(config)
     for label in config["optimizers"]:
         name, hyper, release = optimizer_settings(config, label)
@@ -109,10 +107,6 @@ def optimizer_settings(config: dict, label: str) -> tuple[str, dict, int]:
         raise ConfigError(f"config: optimizers.{label}.optimizer is missing")
     name = spec.pop("optimizer")
     release = spec.pop("release", 0)
-    if isinstance(release, bool) or not isinstance(release, int) or release < 0:
-        raise ConfigError(f"config: optimizers.{label}.release must be an integer >= 0, got {release!r}")
-    if "learning_rate" not in spec:
-        raise ConfigError(f"config: optimizers.{label}.learning_rate is missing")
     return name, spec, release
 
 
@@ -223,21 +217,24 @@ def theory_msd(config: dict, label: str, horizons) -> np.ndarray | None:
     return theory.adai_saddle_msd(t, h, c, learning_rate=eta, beta0=hyper.get("beta0", 0.1), eps=hyper.get("eps", 1e-3))
 
 
-def run(config: dict, out: Path, *, progress: bool = True) -> pd.DataFrame:
-    """Run (or resume) every cell, then write results.csv, table.csv and the figures."""
-    validate(config)
+def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
+    """Run (or resume) every cell of a resolved config, then write results.csv, table.csv and the figures."""
     out = prepare_run_dir(out, config)
     cells = _cells(config)
     todo = [c for c in cells if not _cell_path(out, *c).exists()]
-    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), disable=not progress, unit="cell", dynamic_ncols=True)
-    for label, method in todo:
-        bar.set_description(f"{label}/{method}")
-        cell = run_cell(config, label, method, progress=progress)
-        buf = io.BytesIO()
-        np.savez(buf, **cell)
-        atomic_write_bytes(_cell_path(out, label, method), buf.getvalue())
-        bar.update(1)
-    bar.close()
+    console = Console(progress, len(cells), done=len(cells) - len(todo), unit="cell", where=out)
+    try:
+        for label, method in todo:
+            console.begin(f"{label}/{method}")
+            cell = run_cell(config, label, method, progress=console.inner)
+            buf = io.BytesIO()
+            np.savez(buf, **cell)
+            atomic_write_bytes(_cell_path(out, label, method), buf.getvalue())
+            i = int(np.argmin(np.abs(cell["T"] - max(config["run"]["table_horizons"]))))
+            console.done(f"{label}/{method}: MSD at T={int(cell['T'][i])} from {cell['msd'][i].min():.3g} to "
+                         f"{cell['msd'][i].max():.3g} over |H|")
+    finally:
+        console.close()
     table = write_results(config, out)
     write_fit(config, out, table)
     plot(out)
@@ -307,10 +304,7 @@ def report(out: Path) -> str:
 
 def plot(out: Path) -> Path:
     """One log-log figure per optimizer: discrete points, SDE lines, theory dashed, a colour per |H|."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ._plots import plt, save_figure
 
     out = Path(out)
     config = json.loads((out / "manifest.json").read_text())["config"]
@@ -335,8 +329,6 @@ def plot(out: Path) -> Path:
         ax.set_title(f"{label}: points discrete, lines SDE, dashed theory", fontsize=9)
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
-        path = out / f"saddle_{label}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        path = save_figure(fig, out / f"saddle_{label}.png")
         first = first or path
     return first

@@ -1,4 +1,4 @@
-"""One-dimensional double well with constant noise: the Kramers oracle (THEORY 6)."""
+"""One-dimensional double well with constant noise: the Kramers oracle (docs/theory.md §6)."""
 
 from typing import ClassVar
 

@@ -1,4 +1,4 @@
-"""Gradient-noise models (THEORY 1): how a minibatch gradient is drawn at a point.
+"""Gradient-noise models (docs/theory.md §1): how a minibatch gradient is drawn at a point.
 
 * :class:`DataNoise` -- the real minibatch noise of the landscape's data model.
 * :class:`GaussianDataNoise` -- Gaussian with the data model's exact covariance ``C(theta)`` (its diffusion
@@ -39,7 +39,7 @@ class AbstractNoise(eqx.Module):
         """One minibatch gradient at ``theta`` from ``words``."""
 
     def covariance_diag(self, landscape: "AbstractLandscape", theta: Point, batch_size: int) -> Point:
-        """Diagonal of the minibatch-gradient covariance C(theta) (THEORY 1)."""
+        """Diagonal of the minibatch-gradient covariance C(theta) (theory §1)."""
         raise NotImplementedError(f"{type(self).__name__} does not give C(theta) in closed form")
 
 

@@ -1,4 +1,4 @@
-"""Styblinski-Tang with the Gaussian data model and rescaled sharpness (THEORY 4, paper App. E)."""
+"""Styblinski-Tang with the Gaussian data model and rescaled sharpness (docs/theory.md §4, paper App. E)."""
 
 from typing import ClassVar
 

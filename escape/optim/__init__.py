@@ -7,7 +7,10 @@ from ._momentum import (
     ScaleByMomentumState as ScaleByMomentumState,
 )
 from ._registry import (
+    canonical_optimizer_name as canonical_optimizer_name,
     make_optimizer as make_optimizer,
+    OPTIMIZER_ALIASES as OPTIMIZER_ALIASES,
+    optimizer_hyperparameters as optimizer_hyperparameters,
     OPTIMIZERS as OPTIMIZERS,
     optimizer_names as optimizer_names,
 )

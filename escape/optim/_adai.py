@@ -11,7 +11,14 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike
 
-from ._validate import check_choice, check_interval, check_learning_rate, check_nonnegative, check_positive
+from ._validate import (
+    check_choice,
+    check_interval,
+    check_learning_rate,
+    check_nonnegative,
+    check_positive,
+    is_concrete_number,
+)
 
 
 class ScaleByAdaiState(NamedTuple):
@@ -139,7 +146,7 @@ def adai(
       ``m``, ``v`` built from the raw gradient.
 
     Hyperparameters are never branched on by value, so ``optax.inject_hyperparams(adai)(...)`` gives
-    the same updates. Pass ``params`` to ``update`` (the weight decay needs them).
+    the same updates. Pass ``params`` to ``update`` when ``weight_decay`` is non-zero (the decay needs them).
 
     Args:
         learning_rate: ``eta``, a number ``> 0`` or an optax schedule.
@@ -159,7 +166,10 @@ def adai(
     _check_adai_args("adai", beta0, beta2, eps)
     check_nonnegative("adai", "weight_decay", weight_decay)
     check_choice("adai", "decoupled", decoupled, (False, True))
-    decay = optax.add_decayed_weights(weight_decay)
+    # A concrete zero decay needs no params: optax.identity() has add_decayed_weights' (empty) state, so the
+    # state structure, checkpoints and inject_hyperparams (which passes arrays, hence keeps the decay) agree.
+    no_decay = is_concrete_number(weight_decay) and weight_decay == 0
+    decay = optax.identity() if no_decay else optax.add_decayed_weights(weight_decay)
     scale = scale_by_adai(beta0=beta0, beta2=beta2, eps=eps)
     steps = (scale, decay) if decoupled else (decay, scale)
     return optax.chain(*steps, optax.scale_by_learning_rate(learning_rate))

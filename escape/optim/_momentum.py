@@ -1,4 +1,4 @@
-"""Heavy-ball momentum in the two conventions of THEORY.md section 2 (SGD-style and EMA-style)."""
+"""Heavy-ball momentum in the two conventions of docs/theory.md §2 (SGD-style and EMA-style)."""
 
 from typing import Literal, NamedTuple
 
@@ -68,7 +68,7 @@ def momentum(
     r"""Heavy-ball momentum: ``m <- beta m + beta3 g``, ``theta <- theta - eta m``.
 
     ``beta3 = 1`` (``style="sgd"``) or ``1 - beta`` (``style="ema"``). In the continuous-time model
-    (THEORY.md section 3) the mass is ``eta / beta3`` and the damping ``(1 - beta) / beta3``.
+    (theory §3) the mass is ``eta / beta3`` and the damping ``(1 - beta) / beta3``.
 
     Args:
         learning_rate: ``eta``, a number ``> 0`` or an optax schedule.

@@ -1,7 +1,10 @@
-"""Optimizers by name: the table that experiment configs use.
+"""Optimizers by name: the one table that experiment configs, ``escape run``, ``escape train`` and
+[`escape.optim.make_optimizer`][] use.
 
 Each entry is a factory with an explicit signature (the hyperparameters a config may set); the
-factories for optax's optimizers pin the conventions of THEORY.md section 2 and validate their inputs.
+factories for optax's optimizers pin the conventions of theory §2 (docs/theory.md) and validate their
+inputs. Names are case-insensitive, ``_`` and ``-`` are the same, and a few aliases
+([`escape.optim.OPTIMIZER_ALIASES`][]) name the same entries.
 """
 
 import inspect
@@ -10,9 +13,11 @@ from collections.abc import Callable
 import optax
 from jaxtyping import ArrayLike
 
+from .._checks import suggest
+
 from ._adai import adai
 from ._momentum import momentum
-from ._validate import check_interval, check_learning_rate, check_nonnegative
+from ._validate import check_hyperparameter_type, check_interval, check_learning_rate, check_nonnegative
 
 OptimizerFactory = Callable[..., optax.GradientTransformation]
 
@@ -55,7 +60,7 @@ def _adam(
 def _rmsprop(
     learning_rate: optax.ScalarOrSchedule, decay: ArrayLike = 0.9, eps: ArrayLike = 1e-8
 ) -> optax.GradientTransformation:
-    """RMSProp as THEORY.md writes it: Adam with ``b1 = 0``, no bias correction, ``g / (sqrt(v) + eps)``.
+    """RMSProp as theory §2 writes it: Adam with ``b1 = 0``, no bias correction, ``g / (sqrt(v) + eps)``.
 
     ``optax.rmsprop`` puts ``eps`` inside the square root by default; this entry sets
     ``eps_in_sqrt=False`` so that ``eps`` means the same as in Adam.
@@ -88,28 +93,108 @@ def _adaiw(
     return adai(learning_rate, beta0=beta0, beta2=beta2, eps=eps, weight_decay=weight_decay, decoupled=True)
 
 
+def _adamw(
+    learning_rate: optax.ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    weight_decay: ArrayLike = 1e-4,
+) -> optax.GradientTransformation:
+    """AdamW: Adam with decoupled weight decay ``theta <- theta - eta lambda theta`` (``optax.adamw``)."""
+    check_learning_rate("adamw", learning_rate)
+    _check_beta("adamw", "b1", b1)
+    _check_beta("adamw", "b2", b2)
+    check_nonnegative("adamw", "eps", eps)
+    check_nonnegative("adamw", "weight_decay", weight_decay)
+    return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+
+
 OPTIMIZERS: dict[str, OptimizerFactory] = {
     "sgd": _sgd,
     "momentum": _momentum_sgd,
     "momentum-ema": _momentum_ema,
     "adam": _adam,
+    "adamw": _adamw,
     "rmsprop": _rmsprop,
     "adai": _adai,
     "adaiw": _adaiw,
 }
 """Factory of each named optimizer; its signature lists the hyperparameters a config may set."""
 
+OPTIMIZER_ALIASES: dict[str, str] = {
+    "sgd-momentum": "momentum",
+    "heavy-ball": "momentum",
+    "ema-momentum": "momentum-ema",
+    "heavy-ball-ema": "momentum-ema",
+}
+"""Other names of registry entries: ``sgd-momentum`` and ``heavy-ball`` are ``momentum``, the SGD-style
+heavy ball ``m <- beta m + g``, ``theta <- theta - eta m`` (``torch.optim.SGD(momentum=beta)``);
+``ema-momentum`` and ``heavy-ball-ema`` are ``momentum-ema``."""
+
 
 def optimizer_names() -> tuple[str, ...]:
-    """The names [`escape.optim.make_optimizer`][] accepts, sorted."""
+    """The canonical names [`escape.optim.make_optimizer`][] accepts, sorted (aliases not included)."""
     return tuple(sorted(OPTIMIZERS))
+
+
+def _fold(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def lookup_optimizer(name, *, owner: str = "make_optimizer") -> str | None:
+    """The canonical registry name of ``name`` (case-insensitive, ``_`` as ``-``, aliases resolved), or None."""
+    if not isinstance(name, str):
+        raise ValueError(f"{owner}: the optimizer name must be a string, got {name!r}")
+    folded = _fold(name)
+    folded = OPTIMIZER_ALIASES.get(folded, folded)
+    return folded if folded in OPTIMIZERS else None
+
+
+def canonical_optimizer_name(name, *, owner: str = "make_optimizer") -> str:
+    """The canonical registry name of ``name``; a one-line ValueError with a "did you mean" if unknown."""
+    found = lookup_optimizer(name, owner=owner)
+    if found is None:
+        known = sorted({*OPTIMIZERS, *OPTIMIZER_ALIASES})
+        raise ValueError(
+            f"{owner}: unknown optimizer {name!r}{suggest(_fold(name), known)}; known: {', '.join(known)}"
+        )
+    return found
+
+
+def optimizer_hyperparameters(name: str) -> dict[str, object]:
+    """The hyperparameters of a registry optimizer and their defaults (``inspect.Parameter.empty`` if
+    required), in signature order."""
+    factory = OPTIMIZERS[canonical_optimizer_name(name)]
+    return {k: p.default for k, p in inspect.signature(factory).parameters.items()}
+
+
+def check_hyperparameters(name: str, hyperparameters: dict, *, owner: str = "make_optimizer") -> str:
+    """Check names and types of ``hyperparameters`` for the optimizer ``name`` without building it.
+
+    Returns the canonical name. Raises a one-line ValueError naming the hyperparameter: unknown (with a
+    "did you mean"), missing, or not a number (a schedule is also accepted for ``learning_rate``).
+    """
+    canonical = canonical_optimizer_name(name, owner=owner)
+    parameters = optimizer_hyperparameters(canonical)
+    accepted = ", ".join(parameters)
+    for key, value in hyperparameters.items():
+        if key not in parameters:
+            raise ValueError(
+                f"{owner}: {canonical!r} has no hyperparameter {key!r}{suggest(key, parameters)}; accepted: {accepted}"
+            )
+        check_hyperparameter_type(canonical, key, value, schedule=key == "learning_rate")
+    missing = [k for k, d in parameters.items() if d is inspect.Parameter.empty and k not in hyperparameters]
+    if missing:
+        raise ValueError(f"{owner}: {canonical!r} requires {', '.join(missing)}; accepted: {accepted}")
+    return canonical
 
 
 def make_optimizer(name: str, **hyperparameters) -> optax.GradientTransformation:
     """Build a named optimizer.
 
     Args:
-        name: one of [`escape.optim.optimizer_names`][].
+        name: one of [`escape.optim.optimizer_names`][] or an alias
+            ([`escape.optim.OPTIMIZER_ALIASES`][]), in any case (``"SGD"``, ``"sgd_momentum"``).
         **hyperparameters: the factory's arguments, e.g. ``learning_rate=0.1, beta0=0.1``;
             ``learning_rate`` is required.
 
@@ -117,17 +202,8 @@ def make_optimizer(name: str, **hyperparameters) -> optax.GradientTransformation
         An `optax.GradientTransformation`.
 
     Raises:
-        ValueError: unknown ``name``, unknown or missing hyperparameter, or a value out of range.
+        ValueError: unknown ``name`` or hyperparameter (with a "did you mean"), a missing one, a value that
+            is not a number (``learning_rate="0.1"``), or a value out of range.
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"make_optimizer: unknown optimizer {name!r}; known: {', '.join(optimizer_names())}")
-    factory = OPTIMIZERS[name]
-    parameters = inspect.signature(factory).parameters
-    accepted = ", ".join(parameters)
-    for key in hyperparameters:
-        if key not in parameters:
-            raise ValueError(f"make_optimizer: {name!r} has no hyperparameter {key!r}; accepted: {accepted}")
-    missing = [k for k, p in parameters.items() if p.default is inspect.Parameter.empty and k not in hyperparameters]
-    if missing:
-        raise ValueError(f"make_optimizer: {name!r} requires {', '.join(missing)}; accepted: {accepted}")
-    return factory(**hyperparameters)
+    canonical = check_hyperparameters(name, hyperparameters)
+    return OPTIMIZERS[canonical](**hyperparameters)

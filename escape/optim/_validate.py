@@ -16,12 +16,14 @@ def is_concrete_number(value: Any) -> bool:
 
 def check_positive(owner: str, name: str, value: Any) -> None:
     """Raise ``ValueError`` unless ``value > 0`` (skipped for schedules and arrays)."""
+    check_hyperparameter_type(owner, name, value)
     if is_concrete_number(value) and not value > 0:
         raise ValueError(f"{owner}: {name} must be > 0, got {value!r}")
 
 
 def check_nonnegative(owner: str, name: str, value: Any) -> None:
     """Raise ``ValueError`` unless ``value >= 0`` (skipped for schedules and arrays)."""
+    check_hyperparameter_type(owner, name, value)
     if is_concrete_number(value) and not value >= 0:
         raise ValueError(f"{owner}: {name} must be >= 0, got {value!r}")
 
@@ -38,6 +40,7 @@ def check_interval(
         low, high: the bounds.
         closed_low, closed_high: whether each bound belongs to the interval.
     """
+    check_hyperparameter_type(owner, name, value)
     if not is_concrete_number(value):
         return
     above = value >= low if closed_low else value > low
@@ -49,6 +52,7 @@ def check_interval(
 
 def check_learning_rate(owner: str, value: Any) -> None:
     """A learning rate is a schedule (unchecked) or a number ``> 0``."""
+    check_hyperparameter_type(owner, "learning_rate", value, schedule=True)
     if not callable(value):
         check_positive(owner, "learning_rate", value)
 
@@ -57,3 +61,20 @@ def check_choice(owner: str, name: str, value: Any, choices: tuple[Any, ...]) ->
     """Raise ``ValueError`` unless ``value`` is one of ``choices`` (a structural, static option)."""
     if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
         raise ValueError(f"{owner}: {name} must be one of {choices}, got {value!r}")
+
+
+def check_hyperparameter_type(owner: str, name: str, value: Any, *, schedule: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a number (not a bool or a string) or an array; with
+    ``schedule``, also a callable (an optax schedule). Catches ``learning_rate="0.1"`` at construction
+    instead of inside the first jitted update."""
+    if isinstance(value, bool) or isinstance(value, (str, bytes)) or value is None:
+        ok = False
+    elif isinstance(value, numbers.Number):
+        ok = True
+    elif callable(value):
+        ok = schedule
+    else:
+        ok = hasattr(value, "dtype") and hasattr(value, "shape")  # NumPy or JAX array (inject_hyperparams)
+    if not ok:
+        what = "a number or a schedule" if schedule else "a number"
+        raise ValueError(f"{owner}: {name} must be {what}, got {value!r}")

@@ -1,4 +1,4 @@
-"""Sharpness-exponent fit: -log Gamma(k) = a + b k^(-p) - q log k (THEORY section 7).
+"""Sharpness-exponent fit: -log Gamma(k) = a + b k^(-p) - q log k (docs/theory.md §7).
 
 Weighted least squares on y = -log Gamma_hat with weights 1 / var(log Gamma_hat) ~= d (the escapes of each
 cell); p is profiled over a grid and refined; its interval comes from the weighted residual sum

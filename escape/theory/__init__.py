@@ -1,4 +1,4 @@
-"""Closed-form and quadrature results used as oracles (THEORY 5-6), as plain NumPy/SciPy functions."""
+"""Closed-form and quadrature results used as oracles (docs/theory.md §5-6), as plain NumPy/SciPy functions."""
 
 from ._kramers import (
     eyring_kramers_time as eyring_kramers_time,

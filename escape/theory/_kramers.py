@@ -1,5 +1,5 @@
 """Escape from a minimum: Eyring-Kramers times (overdamped and underdamped) and the exact 1-d mean
-first-passage time (THEORY 6)."""
+first-passage time (docs/theory.md §6)."""
 
 import numpy as np
 from scipy import integrate
@@ -39,7 +39,7 @@ def mean_first_passage_1d(potential, diffusion: float, start: float, exit: float
 def underdamped_kramers_rate(
     barrier: float, temperature: float, h_min: float, h_saddle: float, mass: float, damping: float, *, det_ratio: float = 1.0
 ) -> float:
-    """Kramers' escape rate for the heavy-ball model, moderate to strong friction (THEORY 6).
+    """Kramers' escape rate for the heavy-ball model, moderate to strong friction (theory §6).
 
     ``rate = (omega_a / (2 pi omega_b)) (sqrt(g^2 / 4 + omega_b^2) - g / 2) exp(-Delta L / T_eff)`` with
     ``g = gamma / M`` and ``omega^2 = |H| / M``, for ``d theta = r dt``,

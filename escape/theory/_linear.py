@@ -1,6 +1,6 @@
-"""Exact moments of linear SDEs ``dX = A X dt + G dW`` (THEORY 5, the linear-model oracle).
+"""Exact moments of linear SDEs ``dX = A X dt + G dW`` (docs/theory.md §5, the linear-model oracle).
 
-On a quadratic landscape with constant diffusion every continuous-time model of THEORY 3 is linear: SGD in
+On a quadratic landscape with constant diffusion every continuous-time model of theory §3 is linear: SGD in
 ``X = theta``, heavy ball in ``X = (theta, r)``. Its law is Gaussian with
 
     mean(t) = e^{At} mean0,

@@ -1,5 +1,5 @@
 """Mean squared displacement from a saddle: Theorem 1 (SGD), Theorem 2 (momentum), Propositions 1 and 3
-(Adam, Adai), and the mass / damping / diffusion of each continuous-time model (THEORY 3 and 5).
+(Adam, Adai), and the mass / damping / diffusion of each continuous-time model (docs/theory.md §3 and §5).
 
 Time is dynamical time ``t = eta * T`` (``eta`` the learning rate, ``T`` iterations). Every function is
 elementwise over eigendirections: pass the Hessian eigenvalues (or the diagonal of a diagonal Hessian) and
@@ -90,7 +90,7 @@ def heavy_ball_coefficients(learning_rate: float, beta: float = 0.9, style: Lite
 
     ``M = eta / beta3`` and ``gamma = (1 - beta) / beta3``: ``style="sgd"`` (``beta3 = 1``) gives
     ``(eta, 1 - beta)``, ``style="ema"`` (``beta3 = 1 - beta``) gives ``(eta / (1 - beta), 1)``. The
-    diffusion is ``D = eta C / 2`` in both styles (THEORY 3).
+    diffusion is ``D = eta C / 2`` in both styles (theory §3).
 
     Returns:
         ``(mass, damping)`` as floats.
@@ -112,7 +112,7 @@ def adam_coefficients(learning_rate: float, v, b1: float = 0.9, eps: float = 1e-
 
     so ``T_eff,i = D_i / gamma_i = eta_i C_i / 2`` and the velocity relaxes at ``(1 - b1) / eta`` per unit
     time (once per ``1 / (1 - b1)`` iterations). Measured in each coordinate's own time ``eta_i T`` the same
-    model reads ``M_i = eta_i / (1 - b1)``, ``gamma = 1``, ``D_i = eta_i C_i / 2`` (THEORY 3's wording).
+    model reads ``M_i = eta_i / (1 - b1)``, ``gamma = 1``, ``D_i = eta_i C_i / 2`` (the wording of theory §3).
 
     Returns:
         ``(mass, damping)``, arrays shaped like ``v``.
@@ -122,7 +122,7 @@ def adam_coefficients(learning_rate: float, v, b1: float = 0.9, eps: float = 1e-
 
 
 def adai_coefficients(learning_rate: float, v, beta0: float = 0.1, eps: float = 1e-3):
-    """Per-coordinate mass and damping of Adai's continuous-time model (THEORY 3).
+    """Per-coordinate mass and damping of Adai's continuous-time model (theory §3).
 
     Adai is EMA heavy ball with ``beta1_i = clip(1 - beta0 v_i / v_bar, 0, 1 - eps)``, ``v_bar`` the
     mean of ``v`` over every coordinate of the model, so ``M_i = eta / (1 - beta1_i)``, ``gamma = 1``,

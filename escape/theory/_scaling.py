@@ -1,4 +1,4 @@
-"""The papers' scaling laws for escape from a minimum (THEORY 6): the exponent of ``log tau``.
+"""The papers' scaling laws for escape from a minimum (docs/theory.md §6): the exponent of ``log tau``.
 
 With state-dependent noise ``C ~= H / B`` only the exponent ``Delta L / T_eff`` is claimed, ``log tau =
 O(Delta L / T_eff)``: every function below returns that exponent (a number, not a time). On the rescaled

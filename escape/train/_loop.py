@@ -28,16 +28,18 @@ from tqdm.auto import tqdm
 
 from .. import data as _data
 from .. import models as _models
-from ..optim import make_optimizer, OPTIMIZERS
+from ..optim import make_optimizer, OPTIMIZER_ALIASES, OPTIMIZERS
+from .._checks import suggest
+from ..optim._registry import lookup_optimizer
+from ..optim._validate import check_hyperparameter_type
+from ..experiments._console import Console, progress_mode
+from ..experiments._io import atomic_write_json, manifest
 from ._checkpoint import load_checkpoint, read_checkpoint_record, save_checkpoint
 from ._metrics import History, MetricsWriter, solution_sharpness
 
 DATASETS = ("digits", "cifar10", "cifar100")
 MODELS = {"small_resnet": _models.small_resnet, "resnet18": _models.resnet18, "resnet34": _models.resnet34}
 _DEFAULT_MODEL = {"digits": "small_resnet", "cifar10": "resnet18", "cifar100": "resnet18"}
-OPTIMIZER_ALIASES = {"sgd-momentum": "momentum"}
-"""Extra optimizer names: ``sgd-momentum`` is the registry's ``momentum``, the SGD-style heavy ball
-``m <- beta m + g``, ``theta <- theta - eta m`` (``torch.optim.SGD(momentum=beta)``)."""
 DATA_AXIS = "data"
 """Name of the device-mesh axis that the batch is sharded over."""
 # Keys of a TrainConfig that may change between a run and its resumption.
@@ -66,9 +68,10 @@ class TrainConfig:
             files in ``data_dir``, see [`escape.data.load_cifar10`][]).
         model: ``"small_resnet"``, ``"resnet18"`` or ``"resnet34"``; ``None``: ``small_resnet`` for digits,
             ``resnet18`` for CIFAR.
-        optimizer: ``adai``, ``adaiw``, ``sgd``, ``momentum`` (alias ``sgd-momentum``), ``momentum-ema``,
-            ``adam``, ``rmsprop`` (the `escape.optim` registry), ``adamw`` (``optax.adamw``), or the name of
-            any optax optimizer taking ``learning_rate`` (``lamb``, ``lion``, ``nadam``, ...).
+        optimizer: ``adai``, ``adaiw``, ``sgd``, ``momentum`` (aliases ``sgd-momentum``, ``heavy-ball``),
+            ``momentum-ema``, ``adam``, ``adamw``, ``rmsprop`` (the `escape.optim` registry, case-insensitive),
+            or the name of any optax optimizer taking ``learning_rate`` (``lamb``, ``lion``, ``nadam``, ...).
+            Stored as the canonical name (``"SGD-Momentum"`` becomes ``"momentum"``).
         learning_rate: initial learning rate ``> 0``.
         weight_decay: ``>= 0``. Passed to optimizers that take a ``weight_decay`` argument, in their convention
             (L2 for ``adai``; decoupled for ``adaiw`` and ``adamw``, multiplied by the learning rate as in
@@ -170,6 +173,7 @@ class TrainConfig:
         if not isinstance(self.optimizer_args, Mapping):
             fail("optimizer_args", "a mapping of hyperparameter names to values")
         object.__setattr__(self, "optimizer_args", dict(self.optimizer_args))
+        object.__setattr__(self, "optimizer", _factory(self.optimizer)[0])
         # Build the optimizer once now, so that a bad name or hyperparameter fails before any work.
         make_train_optimizer(self.optimizer, self.learning_rate, self.weight_decay, **self.optimizer_args)
 
@@ -213,14 +217,16 @@ def as_config(config: "TrainConfig | Mapping") -> TrainConfig:
 
 def optimizer_choices() -> tuple[str, ...]:
     """The optimizer names known by name (besides any optax optimizer)."""
-    return tuple(sorted({*OPTIMIZERS, *OPTIMIZER_ALIASES, "adamw"}))
+    return tuple(sorted({*OPTIMIZERS, *OPTIMIZER_ALIASES}))
 
 
 def _factory(name: str):
-    name = OPTIMIZER_ALIASES.get(name, name)
-    if name in OPTIMIZERS:
-        return name, OPTIMIZERS[name], True
-    factory = getattr(optax, name, None) if isinstance(name, str) and not name.startswith("_") else None
+    """``(canonical name, factory, in the escape.optim registry)`` of an optimizer name."""
+    canonical = lookup_optimizer(name, owner="train")
+    if canonical is not None:
+        return canonical, OPTIMIZERS[canonical], True
+    name = name.strip().lower()
+    factory = getattr(optax, name, None) if not name.startswith("_") else None
     if callable(factory):
         try:
             params = inspect.signature(factory).parameters
@@ -229,8 +235,8 @@ def _factory(name: str):
         if "learning_rate" in params:
             return name, factory, False
     raise ValueError(
-        f"train: unknown optimizer {name!r}; known: {', '.join(optimizer_choices())}, or the name of an optax "
-        "optimizer that takes learning_rate"
+        f"train: unknown optimizer {name!r}{suggest(name, optimizer_choices())}; known: "
+        f"{', '.join(optimizer_choices())}, or the name of an optax optimizer that takes learning_rate"
     )
 
 
@@ -239,8 +245,8 @@ def make_train_optimizer(
 ) -> optax.GradientTransformation:
     """An optimizer by name, with weight decay.
 
-    The name is looked up in `escape.optim`'s registry first (after the alias ``sgd-momentum`` ->
-    ``momentum``), then in optax (``adamw``, ``lamb``, ``lion``, ...). If the optimizer's factory takes a
+    The name is looked up in `escape.optim`'s registry first (case-insensitive, aliases such as
+    ``sgd-momentum`` -> ``momentum`` resolved), then in optax (``lamb``, ``lion``, ``nadam``, ...). If the optimizer's factory takes a
     ``weight_decay`` argument it receives ``weight_decay`` and applies it in its own convention (``adai``:
     L2; ``adaiw``, ``adamw``: decoupled, ``theta <- theta - eta lambda theta``); otherwise the decay is L2,
     ``optax.chain(optax.add_decayed_weights(weight_decay), optimizer)``.
@@ -257,9 +263,12 @@ def make_train_optimizer(
     name, factory, registered = _factory(name)
     params = inspect.signature(factory).parameters
     accepted = [p for p in params if p not in ("learning_rate", "weight_decay", "mask")]
-    for key in hyperparameters:
+    for key, value in hyperparameters.items():
         if key not in accepted:
-            raise ValueError(f"train: optimizer {name!r} has no hyperparameter {key!r} (accepted: {', '.join(accepted)})")
+            raise ValueError(f"train: optimizer {name!r} has no hyperparameter {key!r}{suggest(key, accepted)} "
+                             f"(accepted: {', '.join(accepted)})")
+        if registered:
+            check_hyperparameter_type(f"train: optimizer {name!r}", key, value)
     decay = {"weight_decay": weight_decay} if "weight_decay" in params else {}
     try:
         if registered:
@@ -622,7 +631,7 @@ def train(
     config: "TrainConfig | Mapping",
     out=None,
     *,
-    progress: bool = True,
+    progress: "bool | str" = True,
     stop_after: int | None = None,
     dataset: _data.Dataset | None = None,
     tensorboard: bool = True,
@@ -640,7 +649,8 @@ def train(
     Args:
         config: a [`escape.train.TrainConfig`][] or a mapping of its fields.
         out: run directory, or ``None`` to keep nothing on disk.
-        progress: show a tqdm progress bar over the steps.
+        progress: ``True`` or ``"bar"``: a tqdm bar over the steps; ``"log"``: one line per epoch on stderr;
+            ``False``: nothing.
         stop_after: stop (as if interrupted) once this many epochs are complete, before the final metrics.
         dataset: use this data set instead of loading ``config.data``.
         tensorboard: also write TensorBoard event files if possible.
@@ -671,11 +681,15 @@ def train(
     elif record is not None:
         raise ValueError(f"train: {out} holds {record['epoch']} epochs, more than epochs={config.epochs}")
     writer = MetricsWriter(out, history, tensorboard=tensorboard)
+    if out is not None:
+        _write_manifest(out, config)
     start = len(history.epochs)
     elapsed = history.epochs[-1]["elapsed"] if history.epochs else 0.0
     label = f"{config.optimizer} seed {config.seed}"
+    mode = progress_mode(progress)
+    console = Console("none" if mode == "bar" else mode, config.epochs, done=start, unit="epoch", where=out)
     bar = tqdm(total=config.epochs * trainer.steps_per_epoch, initial=start * trainer.steps_per_epoch,
-               disable=not progress, desc=label, unit="step", dynamic_ncols=True, leave=False)
+               disable=mode != "bar", desc=label, unit="step", dynamic_ncols=True, leave=False)
     try:
         for epoch in range(start, config.epochs):
             if stop_after is not None and epoch >= stop_after:
@@ -689,6 +703,8 @@ def train(
                    "test_loss": test_loss, "test_acc": test_acc, "time": seconds, "elapsed": elapsed}
             writer.epoch(row)
             bar.set_postfix(loss=f"{row['train_loss']:.3g}", test_acc=f"{test_acc:.3f}")
+            console.done(f"{label} epoch {epoch + 1}: lr {row['lr']:.3g}, train loss {row['train_loss']:.4f}, "
+                         f"train acc {row['train_acc']:.4f}, test loss {test_loss:.4f}, test acc {test_acc:.4f}")
             if out is not None:
                 save_checkpoint(out, ts, {"epoch": epoch + 1, "step": row["step"], "seed": config.seed,
                                           "config": config.to_dict(), "history": history.epochs})
@@ -702,4 +718,16 @@ def train(
         return history
     finally:
         bar.close()
+        console.close()
         writer.close()
+
+
+def _write_manifest(out: Path, config: TrainConfig) -> None:
+    """``out/manifest.json`` like an experiment's: the config with every default, seed, versions, commit."""
+    path = Path(out) / "manifest.json"
+    try:
+        if path.is_file() and json.loads(path.read_text()).get("config") == config.to_dict():
+            return
+    except (OSError, ValueError):
+        pass
+    atomic_write_json(path, manifest(config.to_dict()))
