@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench docs clean
+.PHONY: demo test install bench docs config-docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/escape_throughput.py
+
+config-docs: $(STAMP)
+	$(PY) -c "import escape.experiments as e; print(e.config_reference(), end='')" > docs/config.md
 
 docs: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[docs]'

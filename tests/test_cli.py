@@ -177,4 +177,4 @@ def test_pool_adds_replicates_cell_by_cell(tmp_path, capsys):
     c = tmp_path / "c"
     main(["run", "fig6", "--out", str(c), *sets, "--set", "seed=2", "--set", "optimizers.sgd.learning_rate=0.01"])
     code, err = _run_main(["pool", str(a), str(c), "--out", str(tmp_path / "y")], capsys)
-    assert code == 2 and "differs" in err
+    assert code == 2 and "differs" in err and f"optimizers.sgd.learning_rate: 0.0034 in {a}, 0.01 in {c}" in err

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from escape.cli import main
-from escape.experiments import ConfigError, load_config
+from escape.experiments import ConfigError, check_config, load_config
 from escape.experiments._compare import run_configs
 
 TINY_TOML = """
@@ -93,11 +93,13 @@ def test_tiny_compare_writes_table_and_figure_and_resumes_per_run(tmp_path, caps
 
 
 def test_bundled_config_builds_five_seeds_of_three_optimizers():
-    runs = run_configs(load_config("compare"))
+    runs = run_configs(check_config(load_config("compare")))
     assert sorted({label for label, _ in runs}) == ["adai", "adam", "momentum"]
     assert sorted({seed for _, seed in runs}) == [0, 1, 2, 3, 4]
     cfg = runs[("momentum", 0)]
     assert cfg.optimizer == "momentum" and cfg.optimizer_args == {"beta": 0.9} and cfg.milestones == (15, 25)
+    # the registry's defaults are resolved into every run's hyperparameters
+    assert runs[("adam", 0)].optimizer_args == {"b1": 0.9, "b2": 0.999, "eps": 1e-8}
 
 
 @pytest.mark.parametrize(
@@ -126,4 +128,4 @@ def test_unknown_run_key_is_rejected():
     config = load_config("compare")
     config["run"]["colour"] = 3
     with pytest.raises(ConfigError, match="run.colour"):
-        run_configs(config)
+        check_config(config)

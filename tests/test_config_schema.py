@@ -91,7 +91,7 @@ def test_corrected_file_then_runs_in_the_same_out(tmp_path, capsys):
     assert (out / "results.csv").is_file() and len(list((out / "cells").glob("*.npz"))) == 12
     # a run of another config in the same directory is refused, naming the key that differs
     code, err = _run_main(["run", str(path), "--out", str(out), *TINY, "--set", "run.n_particles=17"], capsys)
-    assert code == 2 and "run.n_particles (16 vs 17)" in err
+    assert code == 2 and "run.n_particles: 16 in that run, 17 in this one" in err
 
 
 def test_out_that_holds_only_a_manifest_takes_a_new_config(tmp_path):
@@ -105,7 +105,7 @@ def test_out_that_holds_only_a_manifest_takes_a_new_config(tmp_path):
     prepare_run_dir(out, other)
     assert json.loads((out / "manifest.json").read_text())["config"]["seed"] == 3
     (out / "results.csv").write_text("x\n")
-    with pytest.raises(ConfigError, match=r"seed \(3 vs 0\)"):
+    with pytest.raises(ConfigError, match=r"seed: 3 in that run, 0 in this one"):
         prepare_run_dir(out, cfg)
 
 
@@ -132,7 +132,7 @@ def _sample(spec):
 
 def _leaves(schema, config):
     """Every (dotted key, Key) the schema accepts for ``config`` (entries of tables for each label it holds)."""
-    from escape.experiments._schema import Section, Table
+    from escape.experiments._schema import Table
 
     out = []
 
@@ -267,3 +267,31 @@ def test_bundled_configs_resolve():
         cfg = check_config(load_config(name))
         assert check_config(cfg) == cfg  # resolving is idempotent
         tomllib.loads((ROOT / "experiments" / f"{name}.toml").read_text())
+
+
+def test_readme_names_every_command_and_experiment():
+    from escape.cli import cli
+    from escape.experiments import available_experiments
+
+    readme = (ROOT / "README.md").read_text()
+    for command in cli.commands:
+        assert f"`escape {command}" in readme, command
+    for name in available_experiments():
+        assert f"`{name}`" in readme, name
+
+
+def test_docs_cite_only_files_the_project_has():
+    """Markdown links and project paths in code spans (docs/, experiments/, escape/, tests/, benchmarks/)
+    point at files that exist; nothing cites a theory file outside the project."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for page in pages:
+        text = page.read_text()
+        assert "THEORY" not in text and "../shared" not in text, page
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            assert (page.parent / target).exists(), (page, target)
+        for target in re.findall(r"`((?:docs|experiments|escape|tests|benchmarks)/[\w./-]+\.(?:md|toml|py))`", text):
+            assert (ROOT / target).exists(), (page, target)

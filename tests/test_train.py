@@ -184,6 +184,9 @@ def _run_main(argv, capsys):
         (["--batch-size", "abc"], "batch-size"),
         (["--opt", "beta0"], "KEY=VALUE"),
         (["--opt", "beta2=2"], "beta2"),
+        (["--opt", "beta0=abc"], "beta0 must be a number"),
+        (["--opt", "beta_0=0.1"], "did you mean 'beta0'"),
+        (["--optimizer", "adia"], "did you mean 'adai'"),
         (["--epochs", "0"], "epochs"),
         (["--model", "vgg"], "model"),
     ],
@@ -196,18 +199,37 @@ def test_cli_bad_input_exits_2_with_one_line(args, needle, tmp_path, capsys):
 
 
 def test_cli_trains_and_resumes(tmp_path, capsys):
-    """`escape train` writes the run directory; a second call with more epochs resumes from the checkpoint."""
+    """`escape train` writes the run directory (files readable by others under umask 022, a manifest); a second
+    call with more epochs resumes from the checkpoint and says so."""
     out = tmp_path / "run"
-    argv = ["train", "--out", str(out), "--optimizer", "adai", "--lr", "1.0", "--weight-decay", "5e-4",
+    old_umask = os.umask(0o022)
+    try:
+        _train_and_resume(out, capsys)
+    finally:
+        os.umask(old_umask)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) >= 5
+    for p in files:
+        assert p.stat().st_mode & 0o777 == 0o644, (p, oct(p.stat().st_mode))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["optimizer"] == "adai" and manifest["config"]["epochs"] == 3
+    assert manifest["versions"]["jax"] == jax.__version__ and manifest["commit"]
+
+
+def _train_and_resume(out, capsys):
+    argv = ["train", "--out", str(out), "--optimizer", "Adai", "--lr", "1.0", "--weight-decay", "5e-4",
             "--width", "4", "--batch-size", "32", "--train-examples", "256", "--test-examples", "100",
             "--milestones", "1", "--no-sharpness",
             "--no-compilation-cache", "--no-progress"]
     main([*argv, "--epochs", "2"])
     assert "epoch   2" in capsys.readouterr().out
     assert json.loads((out / "checkpoint.json").read_text())["epoch"] == 2
-    main([*argv, "--epochs", "3"])
-    printed = capsys.readouterr().out
+    main([*argv[:-1], "--log", "--epochs", "3"])
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "epoch   3" in printed and "metrics.csv" in printed
+    assert f"resuming {out}: 2 of 3 epochs done" in captured.err
+    assert "[3/3] adai seed 0 epoch 3: lr 0.1, train loss" in captured.err
     history = json.loads((out / "metrics.json").read_text())
     assert history["complete"] and [r["epoch"] for r in history["epochs"]] == [1, 2, 3]
 

@@ -96,7 +96,7 @@ def _optimizer_keys(name: str) -> dict:
     """Hyperparameters of a training optimizer: the registry's with defaults, or an optax optimizer's."""
     import inspect
 
-    from ..train._loop import _factory
+    from ..train._config import _factory
 
     canonical, factory, registered = _factory(name)
     if registered:
@@ -107,7 +107,7 @@ def _optimizer_keys(name: str) -> dict:
 
 
 def _train_name(value: str) -> str:
-    from ..train._loop import _factory
+    from ..train._config import _factory
 
     return _factory(value)[0]
 

@@ -74,13 +74,19 @@ def apply_overrides(config: dict, sets: list[str]) -> dict:
         k, v = item.split("=", 1)
         pairs.append((k.strip(), _parse_value(v.strip())))
     presets = config.pop("presets", {})
-    schema = None
-    if presets:  # every preset of the file is checked, applied or not
-        schema = schema_for(config)
-        if not isinstance(presets, dict):
-            raise ConfigError(f"config: [presets] must hold tables [presets.NAME], got {presets!r}")
-        for name, items in presets.items():
-            schema.check_preset(config, name, items)
+    schema = schema_for(config)
+    if not isinstance(presets, dict):
+        raise ConfigError(f"config: [presets] must hold tables [presets.NAME], got {presets!r}")
+    for name, items in presets.items():  # every preset of the file is checked, applied or not
+        schema.check_preset(config, name, items)
+
+    def checked_set(dotted, value, context):
+        try:
+            schema.lookup(config, dotted)
+        except ConfigError as e:
+            raise ConfigError(f"{context}: {e}") from None
+        _set(config, dotted, value)
+
     for k, v in pairs:
         if k == "preset":
             if v not in presets:
@@ -88,21 +94,11 @@ def apply_overrides(config: dict, sets: list[str]) -> dict:
                     f"--set: unknown preset {v!r}{suggest(v, presets)} (available: {', '.join(presets) or 'none'})"
                 )
             for pk, pv in presets[v].items():
-                schema = schema or schema_for(config)
-                try:
-                    schema.lookup(config, pk)
-                except ConfigError as e:
-                    raise ConfigError(f"config: presets.{v}: {e}") from None
-                _set(config, pk, pv)
+                checked_set(pk, pv, f"config: presets.{v}")
             config["preset"] = v
     for k, v in pairs:
         if k != "preset":
-            schema = schema or schema_for(config)
-            try:
-                schema.lookup(config, k)
-            except ConfigError as e:
-                raise ConfigError(f"--set: {e}") from None
-            _set(config, k, v)
+            checked_set(k, v, "--set")
     return config
 
 
@@ -131,7 +127,7 @@ def prepare_run_dir(out, config: dict):
             old = _resolved_or_raw(json.loads(man_path.read_text()).get("config", {}))
             if old != config and _has_results(out):
                 raise ConfigError(
-                    f"--out: {out} holds a run with a different config ({describe_diff(old, config)}); "
+                    f"--out: {out} holds a run with a different config ({describe_diff(old, config, 'that run', 'this one')}); "
                     "choose another --out or delete it"
                 )
             if old == config:

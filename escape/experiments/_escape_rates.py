@@ -42,7 +42,9 @@ from ._schema import (
     describe_diff,
     String,
     UNSET,
+    batch_size_key,
     optimizer_table,
+    particles_key,
     seed_key,
 )
 from ._io import atomic_write_bytes, atomic_write_text
@@ -103,8 +105,8 @@ SCHEMA = Schema(
                 "sharpness": Key(ListOf(Number(gt=0), "numbers > 0", distinct=True), REQUIRED, "the values of k swept"),
                 "mode": Key(String(("discrete", "sde")), "discrete",
                             "the discrete optimizers, or their continuous-time models (one solver step per iteration)"),
-                "batch_size": Key(Integer(min=1), 1, "minibatch size B"),
-                "n_particles": Key(Integer(min=1), 1000, "independent runs per cell"),
+                "batch_size": batch_size_key(),
+                "n_particles": particles_key(),
                 "max_steps": Key(Integer(min=1), 100000, "horizon in iterations; particles still in are censored"),
                 "chunk_size": Key(Integer(min=1), 2048, "steps per compiled chunk (speed only; results do not change)"),
             }, "How every cell is run."),
@@ -464,7 +466,7 @@ def pool(sources: list, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     for src, cfg in zip(sources[1:], configs[1:]):
         if core(cfg) != core(configs[0]):
             raise ConfigError(f"pool: {src} differs from {sources[0]} in more than seed and n_particles: "
-                              f"{describe_diff(core(cfg), core(configs[0]))}")
+                              f"{describe_diff(core(configs[0]), core(cfg), sources[0], src)}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"pool: the sources must have distinct seeds (got {seeds}): equal seeds repeat particles")
     config = json.loads(json.dumps(configs[0]))

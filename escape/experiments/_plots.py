@@ -37,7 +37,12 @@ def plot_escape_rates(out: Path) -> Path:
             yerr = np.abs(np.stack([-np.log(sub["rate_upper"]) - y, y + np.log(sub["rate_lower"].clip(lower=1e-300))]))
             inwin = sub["in_window"].astype(bool).to_numpy()
             color = f"C{i}"
-            ax.errorbar(x[inwin], y[inwin], yerr=yerr[:, inwin], fmt="o", color=color, label=label, capsize=2)
+            fit_row = fits[fits["optimizer"] == label] if fits is not None else None
+            p_text = ""
+            if fit_row is not None and len(fit_row) and "p_hat" in fit_row and np.isfinite(fit_row["p_hat"].iloc[0]):
+                r = fit_row.iloc[0]
+                p_text = f", p = {r['p_hat']:.2f} [{r['p_lower']:.2f}, {r['p_upper']:.2f}]"
+            ax.errorbar(x[inwin], y[inwin], yerr=yerr[:, inwin], fmt="o", color=color, label=label + p_text, capsize=2)
             if (~inwin).any():
                 ax.errorbar(x[~inwin], y[~inwin], yerr=yerr[:, ~inwin], fmt="o", mfc="none", color=color, capsize=2)
             if fits is not None:
@@ -50,15 +55,11 @@ def plot_escape_rates(out: Path) -> Path:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("-log(escape rate per step)")
         ax.grid(alpha=0.3)
-    axes[0].legend(title="optimizer (open: outside fit window)", fontsize=8)
+    axes[0].legend(title="optimizer, fitted p [95% interval]", fontsize=8)
     name = json.loads((out / "manifest.json").read_text())["config"].get("name", "") if (out / "manifest.json").exists() else ""
-    fig.suptitle(f"{name}: escape rate against sharpness k (dashed: fit at estimated p)")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    path = out / "escape_rates.png"
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    fig.suptitle(f"{name}: escape rate against sharpness k. Bars: exact 95% intervals; open: outside the fit "
+                 "window; dashed: -log rate = a + b k^-p at the fitted p", fontsize=10)
+    return save_figure(fig, out / "escape_rates.png")
 
 
 def plot_rate_comparison(out: Path, other: Path) -> Path:
@@ -86,18 +87,15 @@ def plot_rate_comparison(out: Path, other: Path) -> Path:
     axes[0].set_xlabel("1 / k")
     axes[0].set_ylabel("-log(escape rate per step)")
     axes[0].legend(fontsize=7)
-    axes[1].axhline(1.0, color="k", lw=0.8)
-    for f in (0.5, 2.0):
-        axes[1].axhline(f, color="k", lw=0.6, ls=":")
+    axes[1].axhline(1.0, color="k", lw=0.8, label="equal rates")
+    for i, f in enumerate((0.5, 2.0)):
+        axes[1].axhline(f, color="k", lw=0.6, ls=":", label="a factor 2 apart" if i == 0 else None)
     axes[1].set_yscale("log")
     axes[1].set_xlabel("1 / k")
     axes[1].set_ylabel(f"rate ratio {out.name} / {other.name}")
     axes[1].legend(fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    path = out / f"rates_vs_{other.name}.png"
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    fig.suptitle(f"Escape rates: {la} against {lb}. Left: filled {out.name}, open {other.name}; right: rate ratio "
+                 "per cell with a conservative 95% interval (from the two exact intervals)", fontsize=9)
+    return save_figure(fig, out / f"rates_vs_{other.name}.png")

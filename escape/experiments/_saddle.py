@@ -40,7 +40,20 @@ from ..landscapes import Quadratic
 from ..optim import make_optimizer
 from ._config import ConfigError, prepare_run_dir
 from ._console import Console
-from ._schema import Integer, Key, ListOf, Number, REQUIRED, Schema, Section, String, optimizer_table, seed_key
+from ._schema import (
+    Integer,
+    Key,
+    ListOf,
+    Number,
+    REQUIRED,
+    Schema,
+    Section,
+    String,
+    batch_size_key,
+    optimizer_table,
+    particles_key,
+    seed_key,
+)
 from ._io import atomic_write_bytes, atomic_write_text
 
 METHODS = ("discrete", "sde")
@@ -66,10 +79,10 @@ SCHEMA = Schema(
                                 "iterations T after release at which the MSD is measured"),
                 "table_horizons": Key(ListOf(Integer(min=1), "integers >= 1"), REQUIRED,
                                       "the horizons reported in table.csv (a subset of horizons)"),
-                "methods": Key(ListOf(String(METHODS), "of \"discrete\", \"sde\"", distinct=True),
+                "methods": Key(ListOf(String(METHODS), "\"discrete\" or \"sde\"", distinct=True),
                                list(METHODS), "which simulations to run"),
-                "batch_size": Key(Integer(min=1), 1, "minibatch size B"),
-                "n_particles": Key(Integer(min=1), 1000, "independent runs per cell"),
+                "batch_size": batch_size_key(),
+                "n_particles": particles_key(),
                 "chunk_size": Key(Integer(min=1), 1024, "SDE steps per compiled chunk (speed only)"),
             }, "How every cell is run."),
             "optimizers": optimizer_table({

@@ -19,6 +19,7 @@ that return the value, normalised, or raise a [`ConfigError`][escape.experiments
 
 import copy
 import dataclasses
+import json
 import math
 import numbers
 from collections.abc import Callable
@@ -530,8 +531,8 @@ def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def describe_diff(a: dict, b: dict, limit: int = 3) -> str:
-    """``run.n_particles (1500 here, 32 there), ...`` for the keys that differ."""
+def describe_diff(a: dict, b: dict, a_name: str, b_name: str, limit: int = 3) -> str:
+    """``run.n_particles: 1500 in A, 32 in B; ...`` for the keys that differ (at most ``limit`` of them)."""
     keys = config_diff(a, b)
 
     def get(cfg, dotted):
@@ -540,11 +541,11 @@ def describe_diff(a: dict, b: dict, limit: int = 3) -> str:
             if not isinstance(node, dict) or part not in node:
                 return "unset"
             node = node[part]
-        return repr(node)
+        return json.dumps(node)
 
-    parts = [f"{k} ({get(a, k)} vs {get(b, k)})" for k in keys[:limit]]
-    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(parts) + more
+    parts = [f"{k}: {get(a, k)} in {a_name}, {get(b, k)} in {b_name}" for k in keys[:limit]]
+    more = f"; and {len(keys) - limit} more" if len(keys) > limit else ""
+    return "; ".join(parts) + more
 
 
 # ------------------------------------------------------------------------------------- shared building blocks
@@ -585,3 +586,11 @@ def optimizer_table(extra: dict[str, Key], doc: str, *, check_label=None) -> Tab
 
 def seed_key() -> Key:
     return Key(Integer(min=0), 0, "root seed; every cell's key is derived from (seed, cell) only")
+
+
+def batch_size_key() -> Key:
+    return Key(Integer(min=1), 1, "minibatch size B")
+
+
+def particles_key() -> Key:
+    return Key(Integer(min=1), 1000, "independent runs per cell")

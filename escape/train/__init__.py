@@ -5,21 +5,24 @@ from ._checkpoint import (
     read_checkpoint_record as read_checkpoint_record,
     save_checkpoint as save_checkpoint,
 )
-from ._loop import (
+from ._load import load_trained as load_trained
+from ._config import (
     as_config as as_config,
     build_optimizer as build_optimizer,
-    DATA_AXIS as DATA_AXIS,
     DATASETS as DATASETS,
     learning_rate_schedule as learning_rate_schedule,
-    load_dataset as load_dataset,
     make_train_optimizer as make_train_optimizer,
     MODELS as MODELS,
     OPTIMIZER_ALIASES as OPTIMIZER_ALIASES,
     optimizer_choices as optimizer_choices,
+    TrainConfig as TrainConfig,
+)
+from ._loop import (
+    DATA_AXIS as DATA_AXIS,
+    load_dataset as load_dataset,
     Pipeline as Pipeline,
     train as train,
     train_step as train_step,
-    TrainConfig as TrainConfig,
     Trainer as Trainer,
     TrainState as TrainState,
     use_compilation_cache as use_compilation_cache,

@@ -1,4 +1,4 @@
-"""Training ResNets on image classification: configuration, optimizers, the data-parallel step, the loop.
+"""Training ResNets on image classification: the data-parallel step, the trainer, the loop.
 
 Data flows one way: [`escape.train.TrainConfig`][] -> data set, model, optimizer (with its learning-rate
 schedule) -> [`escape.train.Trainer`][] (one jitted step on a device mesh) -> per-epoch metrics and
@@ -6,16 +6,10 @@ checkpoints -> final metrics and the sharpness of the solution. [`escape.train.t
 and resumes from a run directory's checkpoint.
 """
 
-import dataclasses
-import inspect
 import json
-import math
-import numbers
 import time
 from collections.abc import Mapping
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -28,293 +22,16 @@ from tqdm.auto import tqdm
 
 from .. import data as _data
 from .. import models as _models
-from ..optim import make_optimizer, OPTIMIZER_ALIASES, OPTIMIZERS
-from .._checks import suggest
-from ..optim._registry import lookup_optimizer
-from ..optim._validate import check_hyperparameter_type
 from ..experiments._console import Console, progress_mode
 from ..experiments._io import atomic_write_json, manifest
 from ._checkpoint import load_checkpoint, read_checkpoint_record, save_checkpoint
+from ._config import MODELS, TrainConfig, as_config, build_optimizer
 from ._metrics import History, MetricsWriter, solution_sharpness
 
-DATASETS = ("digits", "cifar10", "cifar100")
-MODELS = {"small_resnet": _models.small_resnet, "resnet18": _models.resnet18, "resnet34": _models.resnet34}
-_DEFAULT_MODEL = {"digits": "small_resnet", "cifar10": "resnet18", "cifar100": "resnet18"}
 DATA_AXIS = "data"
 """Name of the device-mesh axis that the batch is sharded over."""
 # Keys of a TrainConfig that may change between a run and its resumption.
 _RESUMABLE_CHANGES = ("epochs", "data_dir", "devices")
-
-
-# --------------------------------------------------------------------------------------------- configuration
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _is_real(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run (and nothing about where it is written).
-
-    Invalid values raise a one-line ``ValueError`` naming the field at construction.
-
-    Attributes:
-        data: ``"digits"`` (scikit-learn's 8x8 digits, bundled), ``"cifar10"`` or ``"cifar100"`` (python-pickle
-            files in ``data_dir``, see [`escape.data.load_cifar10`][]).
-        model: ``"small_resnet"``, ``"resnet18"`` or ``"resnet34"``; ``None``: ``small_resnet`` for digits,
-            ``resnet18`` for CIFAR.
-        optimizer: ``adai``, ``adaiw``, ``sgd``, ``momentum`` (aliases ``sgd-momentum``, ``heavy-ball``),
-            ``momentum-ema``, ``adam``, ``adamw``, ``rmsprop`` (the `escape.optim` registry, case-insensitive),
-            or the name of any optax optimizer taking ``learning_rate`` (``lamb``, ``lion``, ``nadam``, ...).
-            Stored as the canonical name (``"SGD-Momentum"`` becomes ``"momentum"``).
-        learning_rate: initial learning rate ``> 0``.
-        weight_decay: ``>= 0``. Passed to optimizers that take a ``weight_decay`` argument, in their convention
-            (L2 for ``adai``; decoupled for ``adaiw`` and ``adamw``, multiplied by the learning rate as in
-            PyTorch); for every other optimizer it is L2, ``g <- g + weight_decay * theta`` before the
-            optimizer. Applied to every parameter, BatchNorm included (PyTorch's default).
-        milestones: epochs (``1 .. epochs - 1``, increasing) after which the learning rate is multiplied by
-            ``gamma``: epoch ``e`` (0-based) uses ``learning_rate * gamma ** (number of milestones <= e)``.
-        gamma: the factor of each milestone, ``> 0``.
-        optimizer_args: further hyperparameters of the optimizer (``{"beta0": 0.1}``, ``{"b1": 0.95}``).
-        epochs: number of epochs ``>= 1``.
-        batch_size: training mini-batch size; a multiple of the number of devices. The last partial batch of
-            every epoch is dropped.
-        seed: seeds the initialisation, the data order and the augmentation.
-        bf16: run convolutions and activations in bfloat16 (parameters, gradients and optimizer state stay
-            float32; see [`escape.models.resnet18`][]'s ``compute_dtype``).
-        data_dir: the directory of the CIFAR files (required for CIFAR; unused for digits).
-        width: model width (``None``: the model's default, 16 for ``small_resnet``, 64 for the ResNets).
-        augment: pad-4 random crop and horizontal flip of the training images; ``None``: on for CIFAR, off for
-            digits (flipping or shifting an 8x8 digit by 4 pixels destroys it).
-        eval_batch_size: batch size of evaluation and of the curvature loss (a multiple of the devices).
-        train_examples: train on the first ``n`` training examples only (quick runs and tests); ``None``: all.
-        test_examples: evaluate on the first ``n`` test examples only; ``None``: all.
-        devices: number of local devices to shard the batch over; ``None``: all of them.
-        sharpness: measure the sharpness of the solution after training.
-        sharpness_examples: size of the fixed random subset of the training set (chosen with seed 0, the same
-            for every run) on which the sharpness is measured; ``None``: the whole training set.
-        lanczos_iters: Lanczos steps for the top Hessian eigenvalue.
-        hutchinson_samples: Rademacher probes for the Hessian trace (``>= 2``).
-        sharpness_sigma: standard deviation of the weight noise of the expected sharpness.
-        sharpness_samples: antithetic noise draws for the expected sharpness (``>= 2``).
-    """
-
-    data: str = "digits"
-    model: str | None = None
-    optimizer: str = "adai"
-    learning_rate: float = 0.1
-    weight_decay: float = 0.0
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    optimizer_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    epochs: int = 30
-    batch_size: int = 64
-    seed: int = 0
-    bf16: bool = False
-    data_dir: str | None = None
-    width: int | None = None
-    augment: bool | None = None
-    eval_batch_size: int = 500
-    train_examples: int | None = None
-    test_examples: int | None = None
-    devices: int | None = None
-    sharpness: bool = True
-    sharpness_examples: int | None = None
-    lanczos_iters: int = 20
-    hutchinson_samples: int = 20
-    sharpness_sigma: float = 0.01
-    sharpness_samples: int = 16
-
-    def __post_init__(self):
-        fail = lambda field, what: _raise(f"train: {field} must be {what}, got {getattr(self, field)!r}")
-        if self.data not in DATASETS:
-            fail("data", f"one of {', '.join(DATASETS)}")
-        if self.model is not None and self.model not in MODELS:
-            fail("model", f"one of {', '.join(MODELS)}")
-        if self.data != "digits" and not self.data_dir:
-            _raise(f"train: data {self.data!r} needs data_dir (--data-dir), a directory with the CIFAR python files")
-        for field in ("epochs", "batch_size", "eval_batch_size", "lanczos_iters"):
-            if not _is_int(getattr(self, field)) or getattr(self, field) < 1:
-                fail(field, "an integer >= 1")
-        for field in ("hutchinson_samples", "sharpness_samples"):
-            if not _is_int(getattr(self, field)) or getattr(self, field) < 2:
-                fail(field, "an integer >= 2")
-        for field in ("width", "train_examples", "test_examples", "devices", "sharpness_examples"):
-            value = getattr(self, field)
-            if value is not None and (not _is_int(value) or value < 1):
-                fail(field, "None or an integer >= 1")
-        if not _is_int(self.seed) or self.seed < 0:
-            fail("seed", "an integer >= 0")
-        for field in ("learning_rate", "gamma", "sharpness_sigma"):
-            if not _is_real(getattr(self, field)) or not getattr(self, field) > 0:
-                fail(field, "a number > 0")
-        if not _is_real(self.weight_decay) or self.weight_decay < 0:
-            fail("weight_decay", "a number >= 0")
-        for field in ("bf16", "sharpness"):
-            if not isinstance(getattr(self, field), bool):
-                fail(field, "True or False")
-        if self.augment is not None and not isinstance(self.augment, bool):
-            fail("augment", "None, True or False")
-        milestones = self.milestones
-        if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
-            fail("milestones", "a sequence of epochs")
-        milestones = tuple(milestones)
-        if not all(_is_int(m) for m in milestones) or any(b <= a for a, b in zip(milestones, milestones[1:])):
-            fail("milestones", "increasing integers")
-        if milestones and not (milestones[0] >= 1 and milestones[-1] <= self.epochs - 1):
-            _raise(f"train: milestones must lie in 1..epochs-1 = 1..{self.epochs - 1} (a milestone at or after the "
-                   f"last epoch never applies), got {list(milestones)}")
-        object.__setattr__(self, "milestones", tuple(int(m) for m in milestones))
-        if not isinstance(self.optimizer_args, Mapping):
-            fail("optimizer_args", "a mapping of hyperparameter names to values")
-        object.__setattr__(self, "optimizer_args", dict(self.optimizer_args))
-        object.__setattr__(self, "optimizer", _factory(self.optimizer)[0])
-        # Build the optimizer once now, so that a bad name or hyperparameter fails before any work.
-        make_train_optimizer(self.optimizer, self.learning_rate, self.weight_decay, **self.optimizer_args)
-
-    @property
-    def model_name(self) -> str:
-        return self.model if self.model is not None else _DEFAULT_MODEL[self.data]
-
-    @property
-    def augmented(self) -> bool:
-        return self.augment if self.augment is not None else self.data != "digits"
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict (tuples as lists); ``TrainConfig.from_dict`` inverts it."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, mapping: Mapping) -> "TrainConfig":
-        """Build from a mapping; unknown keys are a one-line ``ValueError`` listing the accepted ones."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in mapping if k not in names]
-        if unknown:
-            raise ValueError(f"train: unknown setting {unknown[0]!r} (accepted: {', '.join(names)})")
-        return cls(**mapping)
-
-
-def _raise(message: str):
-    raise ValueError(message)
-
-
-def as_config(config: "TrainConfig | Mapping") -> TrainConfig:
-    """A [`escape.train.TrainConfig`][] from itself or from a mapping of its fields."""
-    if isinstance(config, TrainConfig):
-        return config
-    if isinstance(config, Mapping):
-        return TrainConfig.from_dict(config)
-    raise TypeError(f"train: config must be a TrainConfig or a mapping, got {type(config).__name__}")
-
-
-# ------------------------------------------------------------------------------------------------ optimizers
-
-
-def optimizer_choices() -> tuple[str, ...]:
-    """The optimizer names known by name (besides any optax optimizer)."""
-    return tuple(sorted({*OPTIMIZERS, *OPTIMIZER_ALIASES}))
-
-
-def _factory(name: str):
-    """``(canonical name, factory, in the escape.optim registry)`` of an optimizer name."""
-    canonical = lookup_optimizer(name, owner="train")
-    if canonical is not None:
-        return canonical, OPTIMIZERS[canonical], True
-    name = name.strip().lower()
-    factory = getattr(optax, name, None) if not name.startswith("_") else None
-    if callable(factory):
-        try:
-            params = inspect.signature(factory).parameters
-        except (TypeError, ValueError):
-            params = {}
-        if "learning_rate" in params:
-            return name, factory, False
-    raise ValueError(
-        f"train: unknown optimizer {name!r}{suggest(name, optimizer_choices())}; known: "
-        f"{', '.join(optimizer_choices())}, or the name of an optax optimizer that takes learning_rate"
-    )
-
-
-def make_train_optimizer(
-    name: str, learning_rate: optax.ScalarOrSchedule, weight_decay: float = 0.0, **hyperparameters
-) -> optax.GradientTransformation:
-    """An optimizer by name, with weight decay.
-
-    The name is looked up in `escape.optim`'s registry first (case-insensitive, aliases such as
-    ``sgd-momentum`` -> ``momentum`` resolved), then in optax (``lamb``, ``lion``, ``nadam``, ...). If the optimizer's factory takes a
-    ``weight_decay`` argument it receives ``weight_decay`` and applies it in its own convention (``adai``:
-    L2; ``adaiw``, ``adamw``: decoupled, ``theta <- theta - eta lambda theta``); otherwise the decay is L2,
-    ``optax.chain(optax.add_decayed_weights(weight_decay), optimizer)``.
-
-    Args:
-        name: the optimizer's name.
-        learning_rate: a number or an optax schedule.
-        weight_decay: ``lambda >= 0``.
-        **hyperparameters: the factory's other arguments.
-
-    Raises:
-        ValueError: unknown name or hyperparameter, or a value out of range (one line).
-    """
-    name, factory, registered = _factory(name)
-    params = inspect.signature(factory).parameters
-    accepted = [p for p in params if p not in ("learning_rate", "weight_decay", "mask")]
-    for key, value in hyperparameters.items():
-        if key not in accepted:
-            raise ValueError(f"train: optimizer {name!r} has no hyperparameter {key!r}{suggest(key, accepted)} "
-                             f"(accepted: {', '.join(accepted)})")
-        if registered:
-            check_hyperparameter_type(f"train: optimizer {name!r}", key, value)
-    decay = {"weight_decay": weight_decay} if "weight_decay" in params else {}
-    try:
-        if registered:
-            opt = make_optimizer(name, learning_rate=learning_rate, **decay, **hyperparameters)
-        else:
-            opt = factory(learning_rate, **decay, **hyperparameters)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"train: optimizer {name!r}: {str(e).splitlines()[0]}") from None
-    if decay:
-        return opt
-    return optax.chain(optax.add_decayed_weights(weight_decay), opt)
-
-
-def learning_rate_schedule(
-    learning_rate: float, milestones: tuple[int, ...], gamma: float, steps_per_epoch: int
-) -> optax.Schedule:
-    """The step schedule: ``learning_rate``, times ``gamma`` from the first step of each milestone epoch on.
-
-    ``optax.piecewise_constant_schedule`` with boundaries ``milestone * steps_per_epoch``. The schedule is
-    evaluated at the number of updates done, so update ``t`` (0-based) uses the rate of epoch
-    ``t // steps_per_epoch``: ``learning_rate * gamma ** (number of milestones <= that epoch)``.
-    """
-    boundaries = {int(m) * int(steps_per_epoch): float(gamma) for m in milestones}
-    return optax.piecewise_constant_schedule(float(learning_rate), boundaries or None)
-
-
-@lru_cache(maxsize=32)
-def _cached_optimizer(name, learning_rate, weight_decay, milestones, gamma, steps_per_epoch, args):
-    """One optimizer object per setting: runs that share a setting (seeds) share the jitted step's cache."""
-    schedule = learning_rate_schedule(learning_rate, milestones, gamma, steps_per_epoch)
-    return make_train_optimizer(name, schedule, weight_decay, **dict(args)), schedule
-
-
-def build_optimizer(config: TrainConfig, steps_per_epoch: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The run's optimizer with its learning-rate schedule, and the schedule (for reporting).
-
-    Equal settings give the same (cached) optimizer object, so runs that differ only in their seed reuse the
-    compiled training step.
-    """
-    key = (config.optimizer, float(config.learning_rate), float(config.weight_decay), config.milestones,
-           float(config.gamma), int(steps_per_epoch), tuple(sorted(config.optimizer_args.items())))
-    try:
-        hash(key)
-    except TypeError:  # unhashable hyperparameter values (lists): build without the cache
-        return _cached_optimizer.__wrapped__(*key)
-    return _cached_optimizer(*key)
 
 
 # ---------------------------------------------------------------------------------------------- data, model

@@ -4,6 +4,7 @@ solution (top Hessian eigenvalue, Hessian trace, expected sharpness) by `escape.
 import csv
 import dataclasses
 import io
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -12,6 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import pandas as pd
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..curvature import expected_sharpness, hessian_trace, top_hessian_eigenvalue
@@ -56,6 +58,33 @@ class History:
     @classmethod
     def from_json(cls, obj: dict) -> "History":
         return cls(config=obj["config"], epochs=list(obj["epochs"]), final=obj.get("final"), info=obj.get("info", {}))
+
+    @classmethod
+    def load(cls, directory) -> "History":
+        """The history of a run directory, read from its ``metrics.json`` (finished or not).
+
+        Raises:
+            ValueError: one line, if ``directory`` has no readable ``metrics.json``.
+        """
+        path = Path(directory) / "metrics.json"
+        if not path.is_file():
+            raise ValueError(f"History.load: {path} does not exist (not a training run directory?)")
+        try:
+            obj = json.loads(path.read_text())
+            return cls.from_json(obj)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"History.load: cannot read {path} ({type(e).__name__}: {e})") from None
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The per-epoch rows as a pandas DataFrame, one row per epoch.
+
+        Columns: [`escape.train.EPOCH_COLUMNS`][] in that order, then any other keys the rows carry. The values
+        are the full-precision floats of ``metrics.json`` (``metrics.csv`` holds the same columns to 10
+        significant digits). ``final``, ``config`` and ``info`` are per run and not in the table.
+        """
+        extra = [k for row in self.epochs for k in row if k not in EPOCH_COLUMNS]
+        columns = [*EPOCH_COLUMNS, *dict.fromkeys(extra)]
+        return pd.DataFrame(self.epochs, columns=columns)
 
 
 def _tensorboard_writer(directory: Path):
