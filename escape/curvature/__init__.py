@@ -4,8 +4,12 @@ products, top eigenvalue by Lanczos, trace by Hutchinson, expected sharpness, pr
 from ._expected import expected_sharpness as expected_sharpness
 from ._hutchinson import hessian_trace as hessian_trace
 from ._hvp import Estimate as Estimate, hvp as hvp
-from ._lanczos import (
+from ._preconditioner import (
     adam_preconditioner as adam_preconditioner,
+    preconditioner as preconditioner,
+    Preconditioner as Preconditioner,
+)
+from ._lanczos import (
     EigenPair as EigenPair,
     lanczos_top_eigenpair as lanczos_top_eigenpair,
     preconditioned_sharpness as preconditioned_sharpness,

@@ -180,18 +180,3 @@ def preconditioned_sharpness(
     value, w = lanczos_top_eigenpair(matvec, obj.dim, obj.dtype, key=key, num_iters=num_iters)
     u = inv_sqrt * w
     return EigenPair(float(value), obj.unravel(u / jnp.linalg.norm(u)))
-
-
-def adam_preconditioner(nu: PyTree, count, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> PyTree:
-    """Adam's diagonal preconditioner ``P = (1 - b1^t) (sqrt(v / (1 - b2^t)) + eps)`` (theory §8).
-
-    With it, Adam's step is ``-eta P^-1 m_t`` for the EMA ``m_t`` (not bias-corrected), so the stability
-    threshold applies to ``lambda_1(P^-1 H)``.
-
-    Args:
-        nu: Adam's second moment ``v`` (``optax.ScaleByAdamState.nu``).
-        count: the step ``t >= 1`` of that ``v`` (``ScaleByAdamState.count``).
-        b1, b2, eps: Adam's hyperparameters (optax's names and defaults).
-    """
-    t = jnp.asarray(count)
-    return jax.tree.map(lambda v: (1 - b1**t) * (jnp.sqrt(v / (1 - b2**t)) + eps), nu)
