@@ -1,6 +1,8 @@
 """Curvature of a loss at a point without forming the Hessian (docs/theory.md §8): Hessian-vector
-products, top eigenvalue by Lanczos, trace by Hutchinson, expected sharpness, preconditioned sharpness."""
+products, top-k eigenpairs by Lanczos (warm starts, preconditioned operators), spectral density by stochastic
+Lanczos quadrature, trace by Hutchinson, expected sharpness, preconditioners read from optax states."""
 
+from ._density import SpectralDensity as SpectralDensity, spectral_density as spectral_density
 from ._expected import expected_sharpness as expected_sharpness
 from ._hutchinson import hessian_trace as hessian_trace
 from ._hvp import Estimate as Estimate, hvp as hvp
@@ -11,6 +13,9 @@ from ._preconditioner import (
 )
 from ._lanczos import (
     EigenPair as EigenPair,
+    Eigenpairs as Eigenpairs,
+    hessian_eigenpairs as hessian_eigenpairs,
+    lanczos_eigenpairs as lanczos_eigenpairs,
     lanczos_top_eigenpair as lanczos_top_eigenpair,
     preconditioned_sharpness as preconditioned_sharpness,
     top_hessian_eigenvalue as top_hessian_eigenvalue,
