@@ -12,6 +12,7 @@ from . import landscapes as landscapes
 from . import models as models
 from . import optim as optim
 from . import simulate as simulate
+from . import stability as stability
 from . import stats as stats
 from . import theory as theory
 from . import train as train

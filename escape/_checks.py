@@ -28,7 +28,8 @@ def check_integer(owner: str, name: str, value, minimum: int) -> int:
 def suggest(word, candidates) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``candidates`` to ``word``, or ``""`` if none is close."""
     word, candidates = str(word), [str(c) for c in candidates]
-    match = difflib.get_close_matches(word, candidates, n=3, cutoff=0.6)
+    # Short names ("b3" for "b2") differ in a larger fraction of their letters.
+    match = difflib.get_close_matches(word, candidates, n=3, cutoff=0.5 if len(word) <= 3 else 0.6)
     # A transposition ("adia" for "adai") keeps the letters: prefer such a candidate among the close ones.
     match.sort(key=lambda c: sorted(c) != sorted(word))
     return f" (did you mean {match[0]!r}?)" if match else ""

@@ -155,9 +155,13 @@ def plot_cmd(directory, against):
     if against is not None:
         from .experiments._plots import plot_rate_comparison
 
+        from .experiments._config import stored_config
+
         for d in (directory, against):
-            if not os.path.isfile(os.path.join(d, "results.csv")):
-                raise ConfigError(f"plot: {d} has no results.csv (not an escape-rate run)")
+            kind = stored_config(d, "plot").get("kind", "escape-rates")
+            if kind != "escape-rates" or not os.path.isfile(os.path.join(d, "results.csv")):
+                raise ConfigError(f"plot: --against compares escape-rate runs; {d} is a {kind!r} run"
+                                  if kind != "escape-rates" else f"plot: {d} has no results.csv yet")
         click.echo(str(plot_rate_comparison(directory, against)))
         return
     click.echo(str(plot_experiment(directory)))

@@ -52,6 +52,11 @@ BAD_FILES = [
     ("optimizer name", ('optimizer = "adam"', 'optimizer = "adma"'), "optimizers.adam.optimizer", "did you mean 'adam'"),
     ("missing key", ('optimizer = "adai"\nlearning_rate = 0.0035', 'optimizer = "adai"'), "optimizers.adai.learning_rate",
      "missing"),
+    # the file's own error, not a preset's complaint about the section it broke
+    ("section a preset sets", ("[landscape]", "[landscap]"), "unknown section landscap", "did you mean 'landscape'"),
+    ("optimizer name a preset sets", ('optimizer = "adai"', 'optimizer = "adaj"'), "optimizers.adai.optimizer:", "adaj"),
+    ("missing selector", ('optimizer = "adam"\n', ""), "optimizers.adam.optimizer is missing", "depend on it"),
+    ("presets misspelled", ("[presets.smoke]", "[preset.smoke]"), "preset is a key", "did you mean [presets]"),
 ]
 
 
@@ -94,6 +99,28 @@ def test_corrected_file_then_runs_in_the_same_out(tmp_path, capsys):
     assert code == 2 and "run.n_particles: 16 in that run, 17 in this one" in err
 
 
+def test_keys_no_cell_depends_on_may_change_on_resume(tmp_path, capsys):
+    """fit.* and run.chunk_size change no cell: the run resumes (nothing recomputed) under the new settings."""
+    out = tmp_path / "out"
+    main(["run", "fig6", "--out", str(out), *TINY])
+    cells = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
+    main(["run", "fig6", "--out", str(out), *TINY, "--set", "fit.min_mean_steps=5", "--set", "run.chunk_size=512"])
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == cells
+    assert json.loads((out / "manifest.json").read_text())["config"]["fit"]["min_mean_steps"] == 5
+    code, err = _run_main(["run", "saddle", "--out", str(out), "--set", "preset=small"], capsys)
+    assert code == 2 and "holds a 'escape-rates' run, not a 'saddle' one" in err
+
+
+def test_set_order_does_not_matter_for_a_new_optimizer():
+    sets = ["optimizers.extra.learning_rate=0.003", "optimizers.extra.optimizer=SGD"]
+    cfg = check_config(apply_overrides(load_config("fig6"), sets))
+    assert cfg["optimizers"]["extra"] == {"optimizer": "sgd", "learning_rate": 0.003, "burn_in": 0}
+    with pytest.raises(ConfigError, match="has no optimizer yet.*did you mean 'optimizers.adam'"):
+        apply_overrides(load_config("fig6"), ["optimizers.adamm.b2=0.9"])
+    with pytest.raises(ConfigError, match="did you mean 'optimizers.adam.b2'"):
+        apply_overrides(load_config("fig6"), ["optimizers.adam.b3=0.9"])
+
+
 def test_out_that_holds_only_a_manifest_takes_a_new_config(tmp_path):
     """A directory whose earlier run failed before its first cell holds no results to protect."""
     out = tmp_path / "out"
@@ -107,6 +134,15 @@ def test_out_that_holds_only_a_manifest_takes_a_new_config(tmp_path):
     (out / "results.csv").write_text("x\n")
     with pytest.raises(ConfigError, match=r"seed: 3 in that run, 0 in this one"):
         prepare_run_dir(out, cfg)
+
+
+def _bundled(kind: str) -> str:
+    """The bundled experiment of a kind (every kind ships one)."""
+    from escape.experiments import available_experiments
+
+    names = [n for n in available_experiments() if load_config(n).get("kind", "escape-rates") == kind]
+    assert names, f"no bundled experiment of kind {kind!r}"
+    return names[0]
 
 
 def _sample(spec):
@@ -153,8 +189,7 @@ def _leaves(schema, config):
 @pytest.mark.parametrize("kind", sorted(RUNNERS))
 def test_set_reaches_every_schema_key(kind):
     """Every key of the kind's schema may be --set, whether or not the file sets it, and ends up resolved."""
-    name = {"escape-rates": "fig6", "saddle": "saddle", "compare": "compare"}[kind]
-    config = load_config(name)
+    config = load_config(_bundled(kind))
     schema = RUNNERS[kind].SCHEMA
     count = 0
     for dotted, key in _leaves(schema, config):
@@ -174,8 +209,9 @@ def test_set_reaches_every_schema_key(kind):
         assert node == (value if not isinstance(key.spec, String) else key.spec.check(dotted, value)), dotted
         count += 1
     assert count >= 10
-    with pytest.raises(ConfigError, match="did you mean"):
-        apply_overrides(config, ["run.batch_sise=2"])
+    first = next(iter(schema.top.sections["run"].keys))
+    with pytest.raises(ConfigError, match=f"did you mean 'run.{first}'"):
+        apply_overrides(config, [f"run.{first[:-1]}=2"])
 
 
 def test_set_keys_the_file_leaves_at_defaults(tmp_path, capsys):
@@ -256,14 +292,14 @@ def test_config_reference_is_generated_and_lists_every_key():
         assert f'kind = "{kind}"' in page
         for dotted in mod.SCHEMA.dotted_keys():
             assert f"`{dotted.split('.')[-1]}`" in page, dotted
-        for dotted, key in _leaves(mod.SCHEMA, load_config({"escape-rates": "fig6"}.get(kind, kind))):
+        for dotted, key in _leaves(mod.SCHEMA, load_config(_bundled(kind))):
             assert f"`{dotted.split('.')[-1]}`" in page, dotted
     for name in ("sgd", "momentum", "adam", "adai", "rmsprop", "sgd-momentum"):
         assert f"`{name}`" in page
 
 
 def test_bundled_configs_resolve():
-    for name in ("fig6", "saddle", "compare"):
+    for name in ("fig6", "saddle", "compare", "aeos"):
         cfg = check_config(load_config(name))
         assert check_config(cfg) == cfg  # resolving is idempotent
         tomllib.loads((ROOT / "experiments" / f"{name}.toml").read_text())

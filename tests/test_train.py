@@ -187,6 +187,8 @@ def _run_main(argv, capsys):
         (["--opt", "beta0=abc"], "beta0 must be a number"),
         (["--opt", "beta_0=0.1"], "did you mean 'beta0'"),
         (["--optimizer", "adia"], "did you mean 'adai'"),
+        (["--optimizer", "lion", "--opt", "b1=abc"], "b1 must be a number"),
+        (["--optimizer", "sgd", "--opt", "beta=0.9"], "takes none besides learning_rate"),
         (["--epochs", "0"], "epochs"),
         (["--model", "vgg"], "model"),
     ],
@@ -213,6 +215,9 @@ def test_cli_trains_and_resumes(tmp_path, capsys):
         assert p.stat().st_mode & 0o777 == 0o644, (p, oct(p.stat().st_mode))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["optimizer"] == "adai" and manifest["config"]["epochs"] == 3
+    # resolved: what the run's None fields and defaults meant
+    assert manifest["config"]["model"] == "small_resnet" and manifest["config"]["augment"] is False
+    assert manifest["config"]["optimizer_args"] == {"beta0": 0.1, "beta2": 0.99, "eps": 1e-3}
     assert manifest["versions"]["jax"] == jax.__version__ and manifest["commit"]
 
 

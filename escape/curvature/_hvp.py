@@ -3,6 +3,7 @@
 The Hessian is never formed: one product costs about two gradient evaluations and the memory of one.
 """
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -43,12 +44,30 @@ def _as_sequence(batches):
     return seq
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(loss_fn, structure, shapes, unbatched: bool):
+    """The jitted flat loss and HVP of ``loss_fn`` for parameters of this structure, shapes and dtypes.
+
+    Cached on the function and the structure, so that repeated measurements of one loss (every few steps of a
+    training run) reuse one compiled product instead of compiling (and keeping) a new one each time.
+    """
+    like = jax.tree.unflatten(structure, [jnp.zeros(shape, dtype) for shape, dtype in shapes])
+    _, unravel = ravel_pytree(like)
+    if unbatched:
+        f = lambda flat, batch: loss_fn(unravel(flat))
+    else:
+        f = lambda flat, batch: loss_fn(unravel(flat), batch)
+    hvp_fn = lambda flat, v, batch: jax.jvp(jax.grad(lambda q: f(q, batch)), (flat,), (v,))[1]
+    return eqx.filter_jit(f), eqx.filter_jit(hvp_fn)
+
+
 class FlatObjective:
     """A loss, its Hessian-vector product and its parameters as one flat vector (internal helper).
 
     With ``batches=None`` the objective is ``loss_fn(params)``; otherwise it is the mean over ``batches`` of
     ``loss_fn(params, batch)`` (the full-data loss when the batches have equal size), evaluated one batch at a
-    time so that only one batch's activations are alive at once. Products are jitted once per objective.
+    time so that only one batch's activations are alive at once. Products are jitted once per loss function and
+    parameter structure (cached across objectives).
     """
 
     def __init__(self, loss_fn: Callable[..., Any], params: PyTree, batches: Iterable | None = None):
@@ -56,12 +75,12 @@ class FlatObjective:
         if not jnp.issubdtype(self.flat.dtype, jnp.inexact):
             raise ValueError(f"curvature: params must be floating arrays, got dtype {self.flat.dtype}")
         self.batches = _as_sequence(batches)
-        if self.batches is None:
-            f = lambda flat, batch: loss_fn(self.unravel(flat))
-        else:
-            f = lambda flat, batch: loss_fn(self.unravel(flat), batch)
-        self._loss = eqx.filter_jit(f)
-        self._hvp = eqx.filter_jit(lambda flat, v, batch: jax.jvp(jax.grad(lambda q: f(q, batch)), (flat,), (v,))[1])
+        structure = jax.tree.structure(params)
+        shapes = tuple((tuple(jnp.shape(x)), jnp.result_type(x).name) for x in jax.tree.leaves(params))
+        try:
+            self._loss, self._hvp = _compiled(loss_fn, structure, shapes, self.batches is None)
+        except TypeError:  # an unhashable loss_fn: compile for this objective only
+            self._loss, self._hvp = _compiled.__wrapped__(loss_fn, structure, shapes, self.batches is None)
 
     @property
     def dim(self) -> int:

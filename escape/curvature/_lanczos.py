@@ -173,7 +173,9 @@ def _operator(obj: FlatObjective, preconditioner):
     """``(matvec, inv_sqrt)``: the Hessian, or ``P^-1/2 H P^-1/2`` for a diagonal ``P``."""
     if preconditioner is None:
         return obj.matvec, None
-    diagonal = getattr(preconditioner, "diagonal", preconditioner)
+    from ._preconditioner import Preconditioner
+
+    diagonal = preconditioner.diagonal if isinstance(preconditioner, Preconditioner) else preconditioner
     p_flat, _ = ravel_pytree(diagonal)
     if p_flat.shape != obj.flat.shape:
         raise ValueError(f"curvature: preconditioner has {p_flat.size} entries, params have {obj.dim}")

@@ -71,7 +71,15 @@ def _train_fields() -> dict:
             docs[current] = m.group(2)
         elif current and line.startswith("        ") and not docs[current].endswith("."):
             docs[current] += " " + line.strip()
-    choices = {"data": String(DATASETS), "model": String(tuple(MODELS))}
+    choices = {
+        "data": String(DATASETS), "model": String(tuple(MODELS)),
+        **{k: Integer(min=1) for k in ("epochs", "batch_size", "eval_batch_size", "lanczos_iters", "width",
+                                       "train_examples", "test_examples", "devices", "sharpness_examples")},
+        **{k: Integer(min=2) for k in ("hutchinson_samples", "sharpness_samples")},
+        **{k: Number(gt=0) for k in ("learning_rate", "gamma", "sharpness_sigma")},
+        "weight_decay": Number(ge=0),
+        "milestones": ListOf(Integer(min=1), "epochs >= 1", min_len=0, increasing=True),
+    }
     simple = {int: Integer(), float: Number(), bool: Boolean(), str: String()}
     out = {}
     for f in dataclasses.fields(TrainConfig):
@@ -81,14 +89,13 @@ def _train_fields() -> dict:
         if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
             args = [a for a in typing.get_args(tp) if a is not type(None)]
             tp, optional = args[0], True
-        if typing.get_origin(tp) is tuple:
-            spec = ListOf(Integer(min=1), "integers", min_len=0)
-        else:
-            spec = choices.get(f.name, simple.get(tp, Anything()))
+        spec = choices.get(f.name, simple.get(tp, Anything()))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         default = UNSET if default is None else list(default) if isinstance(default, tuple) else default
         doc = re.split(r"(?<=[a-z)`])\. (?=[A-Z])", docs.get(f.name, ""))[0].rstrip(".")
-        out[f.name] = (spec, default, doc + ("" if not optional else " (unset: the default)"))
+        # Docstring markup to plain Markdown: ``x`` -> `x`, [`a.b`][] -> `a.b`; TOML has no None: "unset".
+        doc = re.sub(r"\[(`[^`]+`)\]\[[^\]]*\]", r"\1", doc.replace("``", "`")).replace("`None`", "unset")
+        out[f.name] = (spec, default, doc)
     return out
 
 
@@ -141,6 +148,7 @@ def _schema() -> Schema:
                                     check_label=_check_label),
             },
         ),
+        resumable=("compilation_cache",),
     )
 
 

@@ -78,7 +78,17 @@ def apply_overrides(config: dict, sets: list[str]) -> dict:
     if not isinstance(presets, dict):
         raise ConfigError(f"config: [presets] must hold tables [presets.NAME], got {presets!r}")
     for name, items in presets.items():  # every preset of the file is checked, applied or not
-        schema.check_preset(config, name, items)
+        try:
+            schema.check_preset(config, name, items)
+        except ConfigError as preset_error:
+            # A preset that names a key of a broken section: the file's own error is the one to report.
+            try:
+                schema.resolve(config)
+            except ConfigError as file_error:
+                # (a missing key may still come from --set, but not a selector the preset's keys depend on)
+                if "is missing" not in str(file_error) or "depend on it" in str(file_error):
+                    raise file_error from None
+            raise preset_error from None
 
     def checked_set(dotted, value, context):
         try:
@@ -96,7 +106,9 @@ def apply_overrides(config: dict, sets: list[str]) -> dict:
             for pk, pv in presets[v].items():
                 checked_set(pk, pv, f"config: presets.{v}")
             config["preset"] = v
-    for k, v in pairs:
+    # Selectors first (optimizers.NEW.optimizer before optimizers.NEW.learning_rate): the keys beside them
+    # depend on them.
+    for k, v in sorted(pairs, key=lambda kv: kv[0].rsplit(".", 1)[-1] not in ("optimizer", "name")):
         if k != "preset":
             checked_set(k, v, "--set")
     return config
@@ -111,8 +123,10 @@ def prepare_run_dir(out, config: dict):
     """Create ``out`` and its manifest, or check that it holds a run of the same config (resume).
 
     A directory whose manifest holds another config but no results yet (a run that failed before its first
-    cell) takes the new config. Returns the directory as a Path. Raises ConfigError, naming the keys that
-    differ, if ``out`` holds results of a different config, and for OS errors (one line).
+    cell), or one that differs only in keys no cell depends on (the schema's ``resumable``: ``fit.*``,
+    ``run.chunk_size``, ``description``...), takes the new config. Returns the directory as a Path. Raises
+    ConfigError, naming the keys that differ, if ``out`` holds results of a different config, and for OS
+    errors (one line).
     """
     import json
 
@@ -125,13 +139,23 @@ def prepare_run_dir(out, config: dict):
         man_path = out / "manifest.json"
         if man_path.exists():
             old = _resolved_or_raw(json.loads(man_path.read_text()).get("config", {}))
-            if old != config and _has_results(out):
+            if old == config:
+                return out
+            from ._runner import schema_for
+            from ._schema import without
+
+            keep = schema_for(config).resumable
+            same_cells = without(old, keep) == without(config, keep)
+            if not same_cells and _has_results(out):
+                if old.get("kind", "escape-rates") != config.get("kind", "escape-rates"):
+                    raise ConfigError(f"--out: {out} holds a {old.get('kind', 'escape-rates')!r} run, not a "
+                                      f"{config.get('kind', 'escape-rates')!r} one; choose another --out")
                 raise ConfigError(
                     f"--out: {out} holds a run with a different config ({describe_diff(old, config, 'that run', 'this one')}); "
                     "choose another --out or delete it"
                 )
-            if old == config:
-                return out
+            # Same cells (only keys such as fit.* or run.chunk_size differ), or nothing computed yet: the
+            # directory takes the new config, and its tables are rebuilt under it.
         atomic_write_json(man_path, manifest(config))
     except OSError as e:
         raise ConfigError(f"--out: {out}: {e.strerror or e}") from None

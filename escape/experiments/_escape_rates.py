@@ -40,6 +40,7 @@ from ._schema import (
     Schema,
     Section,
     describe_diff,
+    without,
     String,
     UNSET,
     batch_size_key,
@@ -124,6 +125,7 @@ SCHEMA = Schema(
             }, "The fit of -log rate = a + b k^-p over the cells inside the window."),
         },
     ),
+    resumable=("run.chunk_size", "fit"),
 )
 
 
@@ -409,11 +411,29 @@ def fit_sharpness(config: dict, table: pd.DataFrame) -> pd.DataFrame:
             lo, hi = _window(fit_cfg)
             have = int(sub.loc[sub["escapes"] > 0, "sharpness"].nunique())
             row["note"] = (f"no fit: {have} value{'s' * (have != 1)} of k with escapes inside the fit window "
-                           f"[{lo:g}, {hi:g}] mean escape steps; the model needs {need} (widen run.sharpness or the "
-                           "window fit.min_mean_steps / fit.max_mean_steps)" if have < need else f"no fit: {e}")
+                           f"[{lo:g}, {hi:g}] mean escape steps; the model needs {need}"
+                           + _why_outside(table[table["optimizer"] == label], label) if have < need else f"no fit: {e}")
         row["warning"] = fit_warning(row)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _why_outside(rows: pd.DataFrame, label: str) -> str:
+    """Why cells fell outside the fit, and the knob for each reason."""
+    ks = lambda mask: ", ".join(f"{k:g}" for k in rows.loc[mask, "sharpness"])  # noqa: E731
+    early = (rows["escapes"] == 0) & (rows["early_escapes"] > 0)
+    none = (rows["escapes"] == 0) & (rows["early_escapes"] == 0)
+    outside = (rows["escapes"] > 0) & ~rows["in_window"].astype(bool)
+    reasons = []
+    if early.any():
+        reasons.append(f"at k = {ks(early)} every escape came before burn-in (lower optimizers.{label}.burn_in or "
+                       "the learning rate)")
+    if none.any():
+        reasons.append(f"at k = {ks(none)} no particle escaped (raise run.max_steps or the learning rate)")
+    if outside.any():
+        reasons.append(f"at k = {ks(outside)} the mean escape time lies outside the window (widen run.sharpness or "
+                       "fit.min_mean_steps / fit.max_mean_steps)")
+    return ": " + "; ".join(reasons) if reasons else " (widen run.sharpness)"
 
 
 def fit_warning(row: dict) -> str:
@@ -454,13 +474,8 @@ def pool(sources: list, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             raise ConfigError(f"pool: {src} is a {cfg.get('kind')!r} run; only escape-rate runs can be pooled")
         configs.append(_resolved_or_raw(cfg))
 
-    def core(cfg):
-        c = json.loads(json.dumps(cfg))
-        for key in ("seed", "preset", "pooled_from"):
-            c.pop(key, None)
-        for key in ("n_particles", "chunk_size"):
-            c["run"].pop(key, None)
-        return c
+    def core(cfg):  # what replicates share: all but the seed, the particle count and keys no cell depends on
+        return without(cfg, (*SCHEMA.resumable, "seed", "pooled_from", "run.n_particles"))
 
     seeds = [int(c.get("seed", 0)) for c in configs]
     for src, cfg in zip(sources[1:], configs[1:]):

@@ -75,11 +75,18 @@ def plot_rate_comparison(out: Path, other: Path) -> Path:
     la, lb = f"{out.name} ({mode(out)})", f"{other.name} ({mode(other)})"
     m = a.merge(b, on=["optimizer", "sharpness"], suffixes=("_a", "_b"))
     m = m[(m["escapes_a"] > 0) & (m["escapes_b"] > 0)]
+    if not len(m):
+        from ._config import ConfigError
+
+        raise ConfigError(f"plot: {out} and {other} have no (optimizer, k) cell with escapes in both")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     for i, (label, sub) in enumerate(m.groupby("optimizer", sort=False)):
         x = 1.0 / sub["sharpness"].to_numpy()
-        axes[0].plot(x, -np.log(sub["rate_a"]), "o-", color=f"C{i}", label=f"{label}: {la}")
-        axes[0].plot(x, -np.log(sub["rate_b"]), "s--", mfc="none", color=f"C{i}", label=f"{label}: {lb}")
+        for tag, fmt, mfc, name in (("a", "o-", None, la), ("b", "s--", "none", lb)):
+            y = -np.log(sub[f"rate_{tag}"].to_numpy())
+            err = np.abs(np.stack([-np.log(sub[f"rate_upper_{tag}"].to_numpy()) - y,
+                                   y + np.log(sub[f"rate_lower_{tag}"].clip(lower=1e-300).to_numpy())]))
+            axes[0].errorbar(x, y, yerr=err, fmt=fmt, mfc=mfc, color=f"C{i}", capsize=2, label=f"{label}: {name}")
         ratio = sub["rate_a"].to_numpy() / sub["rate_b"].to_numpy()
         lo = sub["rate_lower_a"].to_numpy() / sub["rate_upper_b"].to_numpy()
         hi = sub["rate_upper_a"].to_numpy() / sub["rate_lower_b"].to_numpy()

@@ -90,6 +90,7 @@ SCHEMA = Schema(
             }, "The optimizers compared."),
         },
     ),
+    resumable=("run.chunk_size", "run.table_horizons"),
 )
 
 

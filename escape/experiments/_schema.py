@@ -43,8 +43,16 @@ UNSET = _Sentinel("UNSET")
 """Default of an optional key that is left out of the resolved config when not given (TOML has no null)."""
 
 
+def show(value) -> str:
+    """A value as TOML writes it (``true``, ``"1500"``, ``[1, 2]``), for messages."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def _fail(where: str, what: str, value) -> None:
-    raise ConfigError(f"config: {where} must be {what}, got {value!r}")
+    raise ConfigError(f"config: {where} must be {what}, got {show(value)}")
 
 
 # ------------------------------------------------------------------------------------------------ value types
@@ -138,7 +146,7 @@ class String(Spec):
             if value.strip().lower() == c.lower():
                 return c
         raise ConfigError(
-            f"config: {where} must be one of {', '.join(map(repr, self.choices))}, got {value!r}{suggest(value, self.choices)}"
+            f"config: {where} must be one of {', '.join(map(show, self.choices))}, got {show(value)}{suggest(value, self.choices)}"
         )
 
     def describe(self):
@@ -300,10 +308,15 @@ class Section:
 
     def resolve(self, entry, where: str) -> dict:
         if not isinstance(entry, dict):
-            raise ConfigError(f"config: [{where}] must be a table of keys, got {entry!r}")
+            raise ConfigError(f"config: [{where}] must be a table of keys, got {show(entry)}")
+        dot = f"{where}." if where else ""
+        if self.dynamic is not None and self.dynamic[0] not in entry and self.keys[self.dynamic[0]].default is REQUIRED:
+            selector = self.dynamic[0]
+            key = self.keys[selector]
+            raise ConfigError(f"config: {dot}{selector} is missing ({key.spec.describe()}; the other keys of "
+                              f"[{where}] depend on it)")
         keys = self.keys_for(entry, where)
         names = [*keys, *self.sections]
-        dot = f"{where}." if where else ""
         for k in entry:
             if k not in keys and k not in self.sections:
                 kind = "section" if isinstance(entry[k], dict) else "key"
@@ -312,7 +325,10 @@ class Section:
         for k, key in keys.items():
             if k in entry:
                 if isinstance(entry[k], dict) and not isinstance(key.spec, Anything):
-                    raise ConfigError(f"config: {dot}{k} is a key, not a section [{dot}{k}]")
+                    tables = [n for n, kk in keys.items() if isinstance(kk.spec, Anything)] + list(self.sections)
+                    near = difflib_close(k, tables)
+                    hint = f" (did you mean [{dot}{near}]?)" if near else ""
+                    raise ConfigError(f"config: {dot}{k} is a key, not a section [{dot}{k}]{hint}")
                 out[k] = key.spec.check(f"{dot}{k}", entry[k])
             elif key.default is REQUIRED:
                 raise ConfigError(f"config: {dot}{k} is missing ({key.spec.describe()}{': ' + key.doc if key.doc else ''})")
@@ -343,6 +359,12 @@ class UnknownKey(ConfigError):
     def __init__(self, message: str, key: str, hint: str):
         super().__init__(message + hint)
         self.message, self.key, self.hint = message, key, hint
+
+
+def difflib_close(word: str, names) -> str | None:
+    """The closest of ``names`` to ``word`` (as ``suggest`` picks it), or None."""
+    hint = suggest(word, names)
+    return hint.split("'")[1] if hint else None
 
 
 def _did_you_mean(word: str, names, prefix: str) -> str:
@@ -376,7 +398,7 @@ class Table:
 
     def resolve(self, entries, where: str) -> dict:
         if not isinstance(entries, dict) or any(not isinstance(v, dict) for v in entries.values()):
-            raise ConfigError(f"config: [{where}] must hold tables [{where}.{self.label}], got {entries!r}")
+            raise ConfigError(f"config: [{where}] must hold tables [{where}.{self.label}], got {show(entries)}")
         if len(entries) < self.min_entries:
             raise ConfigError(f"config: [{where}] is empty; add at least one [{where}.{self.label}]")
         out = {}
@@ -401,10 +423,14 @@ class Schema:
         doc: one paragraph for the config reference.
         top: the top-level section (its keys and sub-sections); ``name``, ``kind``, ``description``,
             ``preset`` and ``presets`` are added to every schema.
+        resumable: dotted keys (or section names) that may change between a run and its resumption because
+            no finished cell depends on them (``run.chunk_size``, ``fit``); ``name``, ``description`` and
+            ``preset`` always may.
     """
 
-    def __init__(self, kind: str, doc: str, top: Section):
+    def __init__(self, kind: str, doc: str, top: Section, resumable: tuple[str, ...] = ()):
         self.kind, self.doc = kind, doc
+        self.resumable = ("name", "description", "preset", *resumable)
         common = {
             "name": Key(String(), UNSET, "the experiment's name (default: the file's stem)"),
             "kind": Key(Literal(kind), kind, "the experiment kind; selects this schema"),
@@ -424,15 +450,15 @@ class Schema:
         """
         if not isinstance(config, dict):
             raise ConfigError(f"config: expected a table of keys, got {type(config).__name__}")
-        presets = config.get("presets") or {}
-        if not isinstance(presets, dict):
-            raise ConfigError(f"config: [presets] must hold tables [presets.NAME], got {presets!r}")
-        for name, items in presets.items():
-            self.check_preset(config, name, items)
         try:
             resolved = self.top.resolve(config, "")
         except UnknownKey as e:
             raise self._elsewhere(e, config) from None
+        presets = config.get("presets") or {}
+        if not isinstance(presets, dict):
+            raise ConfigError(f"config: [presets] must hold tables [presets.NAME], got {show(presets)}")
+        for name, items in presets.items():  # after the file's own keys, so that their errors come first
+            self.check_preset(config, name, items)
         resolved.pop("presets", None)  # overrides to choose from, not settings of this run
         return resolved
 
@@ -458,8 +484,15 @@ class Schema:
         node, entry, where = self.top, config, ""
         for i, part in enumerate(parts):
             if isinstance(node, Table):
+                table, known = node, isinstance(entry, dict) and part in entry
                 entry = entry.get(part, {}) if isinstance(entry, dict) else {}
                 node, where = node.entry, f"{where}.{part}" if where else part
+                selector = node.dynamic[0] if node.dynamic else None
+                if selector and selector not in entry and i + 1 < len(parts) and parts[i + 1] != selector:
+                    have = [k for k, v in config.get(parts[0], {}).items()] if i == 1 else []
+                    hint = suggest(part, have).replace("mean '", f"mean '{parts[0]}.") if not known else ""
+                    raise ConfigError(f"unknown key {dotted!r}: [{where}] has no {selector} yet{hint}; a new "
+                                      f"[{'.'.join(parts[:i])}.{table.label}] needs {where}.{selector} first")
                 if i == len(parts) - 1:
                     raise ConfigError(f"{dotted!r} is a section, set one of its keys")
                 continue
@@ -518,6 +551,18 @@ class Schema:
         return schema_reference(self)
 
 
+def without(config: dict, dotted_keys) -> dict:
+    """A copy of ``config`` without the given dotted keys (whole sections for a section's name)."""
+    out = copy.deepcopy(config)
+    for dotted in dotted_keys:
+        node, parts = out, dotted.split(".")
+        for p in parts[:-1]:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(parts[-1], None)
+    return out
+
+
 def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     """The dotted keys whose values differ between two configs (recursively; missing counts as differing)."""
     out = []
@@ -554,7 +599,13 @@ def describe_diff(a: dict, b: dict, a_name: str, b_name: str, limit: int = 3) ->
 def optimizer_name_spec() -> Name:
     from ..optim._registry import canonical_optimizer_name
 
-    return Name(lambda v: canonical_optimizer_name(v, owner="optimizer"),
+    def normalise(value):
+        try:
+            return canonical_optimizer_name(value)
+        except ValueError as e:  # drop the function's name: the message names the key already
+            raise ValueError(str(e).split(": ", 1)[-1]) from None
+
+    return Name(normalise,
                 "an optimizer name of `escape.optim` (case-insensitive; aliases such as \"sgd-momentum\")")
 
 

@@ -242,10 +242,15 @@ def make_train_optimizer(
     accepted = [p for p in params if p not in ("learning_rate", "weight_decay", "mask")]
     for key, value in hyperparameters.items():
         if key not in accepted:
+            takes = f"accepted: {', '.join(accepted)}" if accepted else "it takes none besides learning_rate"
             raise ValueError(f"train: optimizer {name!r} has no hyperparameter {key!r}{suggest(key, accepted)} "
-                             f"(accepted: {', '.join(accepted)})")
-        if registered:
+                             f"({takes})")
+        default = params[key].default
+        if registered or (isinstance(default, numbers.Real) and not isinstance(default, bool)):
+            # registry entries are numbers; an optax factory's numeric default says the value is one too
             check_hyperparameter_type(f"train: optimizer {name!r}", key, value)
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"train: optimizer {name!r}: {key} must be true or false, got {value!r}")
     decay = {"weight_decay": weight_decay} if "weight_decay" in params else {}
     try:
         if registered:

@@ -420,11 +420,12 @@ def train(
                    "test_loss": test_loss, "test_acc": test_acc, "time": seconds, "elapsed": elapsed}
             writer.epoch(row)
             bar.set_postfix(loss=f"{row['train_loss']:.3g}", test_acc=f"{test_acc:.3f}")
-            console.done(f"{label} epoch {epoch + 1}: lr {row['lr']:.3g}, train loss {row['train_loss']:.4f}, "
-                         f"train acc {row['train_acc']:.4f}, test loss {test_loss:.4f}, test acc {test_acc:.4f}")
             if out is not None:
                 save_checkpoint(out, ts, {"epoch": epoch + 1, "step": row["step"], "seed": config.seed,
                                           "config": config.to_dict(), "history": history.epochs})
+            # After the checkpoint: an epoch reported done is one a rerun resumes after.
+            console.done(f"{label} epoch {epoch + 1}: lr {row['lr']:.3g}, train loss {row['train_loss']:.4f}, "
+                         f"train acc {row['train_acc']:.4f}, test loss {test_loss:.4f}, test acc {test_acc:.4f}")
         if stop_after is not None and config.epochs > stop_after:
             return history
         bar.set_description(f"{label}: sharpness")
@@ -439,12 +440,34 @@ def train(
         writer.close()
 
 
+def resolved_config(config: TrainConfig) -> dict:
+    """``config.to_dict()`` with what its ``None`` fields and its defaults mean filled in: the model, the
+    augmentation, and every hyperparameter of the optimizer (its factory's defaults)."""
+    import inspect
+
+    from ._config import _factory
+
+    out = config.to_dict()
+    out["model"], out["augment"] = config.model_name, config.augmented
+    if out["width"] is None:
+        out["width"] = inspect.signature(MODELS[config.model_name]).parameters["width"].default
+    if out["devices"] is None:
+        out["devices"] = len(jax.local_devices())
+    _, factory, _ = _factory(config.optimizer)
+    defaults = {k: p.default for k, p in inspect.signature(factory).parameters.items()
+                if k not in ("learning_rate", "weight_decay", "mask") and p.default is not inspect.Parameter.empty
+                and isinstance(p.default, (int, float, str, bool))}
+    out["optimizer_args"] = {**defaults, **config.optimizer_args}
+    return out
+
+
 def _write_manifest(out: Path, config: TrainConfig) -> None:
-    """``out/manifest.json`` like an experiment's: the config with every default, seed, versions, commit."""
+    """``out/manifest.json`` like an experiment's: the resolved config, seed, versions, commit, devices."""
     path = Path(out) / "manifest.json"
+    resolved = resolved_config(config)
     try:
-        if path.is_file() and json.loads(path.read_text()).get("config") == config.to_dict():
+        if path.is_file() and json.loads(path.read_text()).get("config") == resolved:
             return
     except (OSError, ValueError):
         pass
-    atomic_write_json(path, manifest(config.to_dict()))
+    atomic_write_json(path, manifest(resolved))
