@@ -22,6 +22,7 @@ Fig. 8), ``manifest.json``.
 
 import io
 import json
+import sys
 import zlib
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from ..stability import frozen_adam, scale_by_preconditioner, stability_threshol
 from ..stability._track import edge_summary, track_sharpness, train_full_batch
 from ._config import ConfigError, prepare_run_dir
 from ._console import Console
-from ._io import atomic_write_bytes, atomic_write_text
+from ._io import atomic_write_bytes, atomic_write_text, rebuild_outputs
 from ._schema import (
     Integer, Key, Number, OptionalSection, REQUIRED, Schema, Section, String, Table, UNSET, seed_key,
 )
@@ -201,9 +202,7 @@ def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
             console.done(_line(label, row))
     finally:
         console.close()
-    table = write_results(config, out)
-    write_fit(config, out, table)
-    plot(out)
+    table = rebuild_outputs(sys.modules[__name__], config, out)
     return table
 
 

@@ -16,6 +16,7 @@ from the run directories.
 
 import functools
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from ._schema import (
     UNSET,
     hyperparameter_keys,
 )
-from ._io import atomic_write_json, atomic_write_text
+from ._io import atomic_write_json, atomic_write_text, rebuild_outputs
 
 RESULT_COLUMNS = [
     "optimizer", "algorithm", "seed", "learning_rate", "weight_decay", "epochs", "test_acc", "test_loss",
@@ -229,9 +230,7 @@ def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
                          f"train loss {final.get('train_loss', float('nan')):.3g}")
     finally:
         console.close()
-    table = write_results(config, out)
-    write_fit(config, out, table)
-    plot(out)
+    table = rebuild_outputs(sys.modules[__name__], config, out)
     _record_session(out, time.perf_counter() - start, len(runs) - len(done))
     return table
 

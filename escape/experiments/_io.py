@@ -87,3 +87,12 @@ def manifest(config: dict) -> dict:
         "devices": [str(d) for d in jax.devices()],
         "command": " ".join(sys.argv),
     }
+
+
+def rebuild_outputs(module, config: dict, out: Path):
+    """A runner's tables and figures from its finished cells: ``write_results``, ``write_fit``, ``plot``;
+    returns the results table."""
+    table = module.write_results(config, out)
+    module.write_fit(config, out, table)
+    module.plot(out)
+    return table

@@ -24,6 +24,7 @@ Every (optimizer, method) cell is written atomically to ``cells/``; an interrupt
 
 import io
 import json
+import sys
 import zlib
 from pathlib import Path
 
@@ -54,7 +55,7 @@ from ._schema import (
     particles_key,
     seed_key,
 )
-from ._io import atomic_write_bytes, atomic_write_text
+from ._io import atomic_write_bytes, atomic_write_text, rebuild_outputs
 
 METHODS = ("discrete", "sde")
 _THEORY_NAMES = {"sgd", "momentum", "momentum-ema", "adam", "adai"}
@@ -249,9 +250,7 @@ def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
                          f"{cell['msd'][i].max():.3g} over |H|")
     finally:
         console.close()
-    table = write_results(config, out)
-    write_fit(config, out, table)
-    plot(out)
+    table = rebuild_outputs(sys.modules[__name__], config, out)
     return table
 
 
