@@ -3,6 +3,13 @@ products, top-k eigenpairs by Lanczos (warm starts, preconditioned operators), s
 Lanczos quadrature, trace by Hutchinson, expected sharpness, preconditioners read from optax states."""
 
 from ._density import SpectralDensity as SpectralDensity, spectral_density as spectral_density
+from ._noise import (
+    dense_noise_covariance as dense_noise_covariance,
+    hill_tail_index as hill_tail_index,
+    minibatch_noise as minibatch_noise,
+    NoiseProjections as NoiseProjections,
+    per_sample_projections as per_sample_projections,
+)
 from ._expected import expected_sharpness as expected_sharpness
 from ._hutchinson import hessian_trace as hessian_trace
 from ._hvp import Estimate as Estimate, hvp as hvp

@@ -1,0 +1,263 @@
+"""The gradient-noise experiment (Adai paper, Fig. 1 and App. C): minibatch gradient noise against the Hessian.
+
+A small fully connected tanh network on digits (cross-entropy, one example at a time) at two points: its
+random initialisation and after ``train.steps`` full-batch steps. At each point: the top ``run.top_k`` and the
+bottom ``run.bottom_k`` (most negative) Hessian eigenpairs by Lanczos; the per-sample gradients (``vmap`` of
+``grad``) projected on them, giving ``v_i' C_1 v_i`` against ``lambda_i`` (``C_1`` the per-sample covariance;
+a minibatch of ``B`` has ``C_1 / B``, and the claim is ``C_1 ~= H``); for a model of at most
+``run.dense_max`` parameters, the dense ``H`` and ``C_1`` as a check. Beside it, App. C's question: per
+eigendirection, is the minibatch noise ``v . (g_B - g)`` Gaussian as ``B`` grows from 1 (D'Agostino-Pearson
+normality test, excess kurtosis, Hill tail index)?
+
+Outputs: ``eigen.csv`` (one row per point and eigenpair), ``noise.csv`` (per point and |lambda| band: the
+correlation and log-log slope of ``v' C_1 v`` against ``|lambda|``, and their median ratio),
+``gaussianity.csv`` (per point and batch size), ``noise.png``, ``manifest.json``; one cell per point.
+"""
+
+import io
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+import scipy.stats
+
+from ..curvature import hessian_eigenpairs
+from ..curvature._noise import dense_noise_covariance, hill_tail_index, minibatch_noise, per_sample_projections
+from ..stability import train_full_batch
+from ._aeos import init_params, load_data
+from ._config import ConfigError, prepare_run_dir
+from ._console import Console
+from ._io import atomic_write_bytes, atomic_write_text, rebuild_outputs
+from ._schema import Integer, ListOf, Number, OptionalSection, Schema, Section, String, UNSET, seed_key
+
+POINTS = ("init", "trained")
+
+def _schema_def() -> Schema:
+    from ._schema import Key
+
+    return Schema(
+        "noise",
+        "Gradient noise against the Hessian (Adai paper Fig. 1, App. C): v' C v against the Hessian eigenvalues "
+        "at initialisation and after training, and whether minibatch noise is Gaussian as the batch grows; "
+        "`eigen.csv`, `noise.csv`, `gaussianity.csv`, `noise.png`. Tutorial: [gradient noise](tutorials/noise.md).",
+        Section(
+            {"seed": seed_key()},
+            sections={
+                "data": OptionalSection({
+                    "name": Key(String(("digits",)), "digits", "the data set (inputs standardised per feature)"),
+                    "n_examples": Key(Integer(min=10), UNSET, "first n training examples (default: all)"),
+                }, "The training set."),
+                "model": OptionalSection({
+                    "width": Key(Integer(min=1), 32, "hidden width"),
+                    "depth": Key(Integer(min=1), 1, "tanh hidden layers"),
+                }, "Fully connected tanh network, cross-entropy."),
+                "train": OptionalSection({
+                    "learning_rate": Key(Number(gt=0), 0.01, "full-batch Adam's learning rate to the trained point"),
+                    "steps": Key(Integer(min=1), 1000, "full-batch Adam steps to the trained point"),
+                }, "How the trained point is reached."),
+                "run": OptionalSection({
+                    "top_k": Key(Integer(min=1), 30, "largest Hessian eigenvalues"),
+                    "bottom_k": Key(Integer(min=0), 10, "most negative Hessian eigenvalues"),
+                    "lanczos_iters": Key(Integer(min=2), 120, "Lanczos steps per solve"),
+                    "batch_sizes": Key(ListOf(Integer(min=1), "integers >= 1", increasing=True), [1, 4, 16, 64, 256],
+                                       "batch sizes of the Gaussianity test"),
+                    "n_batches": Key(Integer(min=20), 4000, "minibatches drawn per batch size"),
+                    "gauss_k": Key(Integer(min=1), 5, "top eigendirections of the Gaussianity test"),
+                    "bands": Key(Integer(min=1), 3, "|lambda| bands of noise.csv (equal counts, by |lambda|)"),
+                    "dense_max": Key(Integer(min=0), 5000, "largest model checked against dense H and C"),
+                    "chunk_size": Key(Integer(min=1), 256, "examples per per-sample-gradient chunk"),
+                }, "What is measured at each point."),
+            },
+        ),
+    )
+
+
+SCHEMA = _schema_def()
+
+
+def validate(config: dict) -> None:
+    run = config["run"]
+    if run["top_k"] + run["bottom_k"] > run["lanczos_iters"]:
+        raise ConfigError("config: run.top_k + run.bottom_k must not exceed run.lanczos_iters")
+    if run["gauss_k"] > run["top_k"]:
+        raise ConfigError("config: run.gauss_k must not exceed run.top_k")
+
+
+def _problem(config):
+    x, y = load_data({"data": config["data"]})
+    labels = jnp.argmax(y, axis=1)
+    sizes = (x.shape[1], *[config["model"]["width"]] * config["model"]["depth"], y.shape[1])
+    params = init_params(jax.random.key(int(config["seed"])), sizes)
+
+    def logits(p, xb):
+        h = xb
+        for layer in p[:-1]:
+            h = jnp.tanh(h @ layer["w"] + layer["b"][None, :])
+        return h @ p[-1]["w"] + p[-1]["b"][None, :]
+
+    def per_example(p, ex):
+        xe, ye = ex
+        return optax.softmax_cross_entropy_with_integer_labels(logits(p, xe[None, :]), ye[None])[0]
+
+    def full(p):
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits(p, x), labels))
+
+    return params, per_example, full, (x, labels)
+
+
+def _cell_path(out: Path, point: str) -> Path:
+    return Path(out) / "cells" / f"{point}.npz"
+
+
+def run_point(config: dict, point: str) -> dict:
+    """Eigenpairs, projections, checks and Gaussianity at one point (``init`` or ``trained``)."""
+    run = config["run"]
+    params, per_example, full, data = _problem(config)
+    if point == "trained":
+        params, _, _ = train_full_batch(full, params, optax.adam(config["train"]["learning_rate"]),
+                                        config["train"]["steps"])
+    key = jax.random.key(int(config["seed"]))
+    top = hessian_eigenpairs(full, params, k=run["top_k"], key=key, num_iters=run["lanczos_iters"])
+    values, basis = list(top.eigenvalues), [np.asarray(top.basis)]
+    if run["bottom_k"]:
+        bottom = hessian_eigenpairs(lambda p: -full(p), params, k=run["bottom_k"], key=jax.random.fold_in(key, 1),
+                                    num_iters=run["lanczos_iters"])
+        values += list(-bottom.eigenvalues)
+        basis.append(np.asarray(bottom.basis))
+    v = np.concatenate(basis)
+    proj = per_sample_projections(per_example, params, data, v, chunk_size=run["chunk_size"])
+    d = int(v.shape[1])
+    dense = np.full(len(values), np.nan)
+    dense_h = np.full(len(values), np.nan)
+    if d <= run["dense_max"]:
+        flat, unravel = jax.flatten_util.ravel_pytree(params)
+        c = dense_noise_covariance(per_example, params, data)
+        h = np.asarray(jax.hessian(lambda f: full(unravel(f)))(flat), np.float64)
+        dense = np.einsum("id,de,ie->i", v, c, v)
+        dense_h = np.einsum("id,de,ie->i", v, h, v)
+    gauss = []
+    for b in run["batch_sizes"]:
+        noise = minibatch_noise(proj.projections[:, : run["gauss_k"]], b, run["n_batches"], seed=int(config["seed"]))
+        for i in range(run["gauss_k"]):
+            z = noise[:, i]
+            gauss.append((b, i, float(scipy.stats.normaltest(z).pvalue), float(scipy.stats.kurtosis(z)),
+                          hill_tail_index(z)))
+    return {"lambda": np.asarray(values), "vcv": proj.covariance_diag, "mean": proj.mean, "vcv_dense": dense,
+            "vhv_dense": dense_h, "dim": d, "loss": float(full(params)), "gauss": np.asarray(gauss)}
+
+
+def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
+    """Run (or resume) both points of a resolved config, then write the tables and the figure."""
+    out = prepare_run_dir(out, config)
+    todo = [p for p in POINTS if not _cell_path(out, p).exists()]
+    console = Console(progress, len(POINTS), done=len(POINTS) - len(todo), unit="point", where=out)
+    try:
+        for point in todo:
+            console.begin(point)
+            cell = run_point(config, point)
+            buf = io.BytesIO()
+            np.savez(buf, **cell)
+            atomic_write_bytes(_cell_path(out, point), buf.getvalue())
+            bands = write_results(config, out)
+            rows = bands[bands["point"] == point]
+            console.done(f"{point}: loss {cell['loss']:.3g}; median v'C_1v / |lambda| by band "
+                         + ", ".join(f"{r.ratio_median:.3g}" for r in rows.itertuples()))
+    finally:
+        console.close()
+    return rebuild_outputs(sys.modules[__name__], config, out)
+
+
+def _cells(out: Path):
+    for point in POINTS:
+        path = _cell_path(out, point)
+        if path.exists():
+            with np.load(path) as cell:
+                yield point, {k: cell[k] for k in cell.files}
+
+
+def write_results(config: dict, out: Path) -> pd.DataFrame:
+    """eigen.csv, noise.csv (per band) and gaussianity.csv from the finished points; returns noise.csv's table."""
+    out = Path(out)
+    eig, bands, gauss = [], [], []
+    for point, c in _cells(out):
+        lam, vcv = c["lambda"], c["vcv"]
+        for i in range(lam.size):
+            eig.append({"point": point, "index": i, "lambda": lam[i], "sign": int(np.sign(lam[i])), "vCv": vcv[i],
+                        "vCv_dense": c["vcv_dense"][i], "vHv_dense": c["vhv_dense"][i], "ratio": vcv[i] / abs(lam[i]),
+                        "gradient_projection": c["mean"][i], "dim": int(c["dim"]), "loss": float(c["loss"])})
+        order = np.argsort(-np.abs(lam))
+        for j, idx in enumerate(np.array_split(order, config["run"]["bands"])):
+            a, s = np.log(np.abs(lam[idx])), np.log(np.maximum(vcv[idx], 1e-300))
+            slope = float(np.polyfit(a, s, 1)[0]) if idx.size > 2 and np.ptp(a) > 0 else np.nan
+            corr = float(np.corrcoef(a, s)[0, 1]) if idx.size > 2 else np.nan
+            bands.append({"point": point, "band": j + 1, "abs_lambda_max": float(np.abs(lam[idx]).max()),
+                          "abs_lambda_min": float(np.abs(lam[idx]).min()), "n": int(idx.size),
+                          "negative": int(np.sum(lam[idx] < 0)), "log_correlation": corr, "log_slope": slope,
+                          "ratio_median": float(np.median(vcv[idx] / np.abs(lam[idx])))})
+        for b, i, p, k, alpha in c["gauss"]:
+            gauss.append({"point": point, "batch_size": int(b), "direction": int(i), "normaltest_pvalue": p,
+                          "excess_kurtosis": k, "hill_alpha": alpha})
+    atomic_write_text(out / "eigen.csv", pd.DataFrame(eig).to_csv(index=False, float_format="%.8g"))
+    table = pd.DataFrame(bands)
+    atomic_write_text(out / "noise.csv", table.to_csv(index=False, float_format="%.6g"))
+    g = pd.DataFrame(gauss)
+    if len(g):
+        g = g.groupby(["point", "batch_size"], sort=False).agg(
+            directions=("direction", "size"), normaltest_pvalue_median=("normaltest_pvalue", "median"),
+            excess_kurtosis_median=("excess_kurtosis", "median"), hill_alpha_median=("hill_alpha", "median"),
+        ).reset_index()
+    atomic_write_text(out / "gaussianity.csv", g.to_csv(index=False, float_format="%.6g"))
+    return table
+
+
+def write_fit(config: dict, out: Path, table=None):
+    """noise.csv is the summary (kept for the runner's interface)."""
+    return table
+
+
+def report(out: Path) -> str:
+    out = Path(out)
+    bands = pd.read_csv(out / "noise.csv")
+    gauss = pd.read_csv(out / "gaussianity.csv")
+    fmt = lambda v: f"{v:.4g}"  # noqa: E731
+    return (bands.to_string(index=False, float_format=fmt) + "\n\n" + gauss.to_string(index=False, float_format=fmt)
+            + "\nratio_median: median of v' C_1 v / |lambda| (1 where C_1 = H); minibatch noise C_1 / B"
+            + f"\nwrote {out}/eigen.csv, noise.csv, gaussianity.csv, manifest.json, noise.png")
+
+
+def plot(out: Path) -> Path:
+    """noise.png: v' C_1 v against |lambda| (log-log), filled for lambda > 0, open for lambda < 0, the line
+    C_1 = H; right: excess kurtosis of minibatch noise against the batch size."""
+    from ._plots import plt, save_figure
+
+    out = Path(out)
+    eig = pd.read_csv(out / "eigen.csv") if (out / "eigen.csv").stat().st_size > 1 else pd.DataFrame()
+    try:
+        gauss = pd.read_csv(out / "gaussianity.csv")
+    except pd.errors.EmptyDataError:
+        gauss = pd.DataFrame()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
+    for i, (point, sub) in enumerate(eig.groupby("point", sort=False) if len(eig) else ()):
+        pos, neg = sub[sub["lambda"] > 0], sub[sub["lambda"] < 0]
+        axes[0].loglog(pos["lambda"], pos["vCv"], "o", color=f"C{i}", ms=4, label=f"{point}, lambda > 0")
+        axes[0].loglog(-neg["lambda"], neg["vCv"], "o", mfc="none", color=f"C{i}", ms=4, label=f"{point}, lambda < 0")
+    if len(eig):
+        lim = np.array([np.abs(eig["lambda"]).min(), np.abs(eig["lambda"]).max()])
+        axes[0].loglog(lim, lim, "k--", lw=0.8, label="C_1 = H (C = H / B for batch B)")
+    axes[0].set_xlabel("|lambda_i| (Hessian eigenvalue)")
+    axes[0].set_ylabel("v_i' C_1 v_i (per-sample gradient covariance)")
+    axes[0].legend(fontsize=7)
+    for i, (point, sub) in enumerate(gauss.groupby("point", sort=False) if len(gauss) else ()):
+        axes[1].semilogx(sub["batch_size"], sub["excess_kurtosis_median"], "o-", color=f"C{i}", label=point)
+    axes[1].axhline(0.0, color="k", lw=0.8, ls="--", label="Gaussian")
+    axes[1].set_xlabel("batch size B")
+    axes[1].set_ylabel("excess kurtosis of v . (g_B - g), median")
+    axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle("Gradient noise against the Hessian in its eigenbasis; minibatch noise against the batch size", fontsize=10)
+    return save_figure(fig, out / "noise.png")
