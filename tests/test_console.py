@@ -24,7 +24,10 @@ def _cmd(out: Path, *extra):
 def test_sigint_says_how_to_resume_and_the_rerun_says_what_it_resumed(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     out = tmp_path / "part"
-    proc = subprocess.Popen(_cmd(out, "--log"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    # A shell without job control starts background jobs with SIGINT ignored, and Python keeps an ignored
+    # SIGINT ignored: restore the default so that the child installs its KeyboardInterrupt handler.
+    proc = subprocess.Popen(_cmd(out, "--log"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     deadline = time.time() + 300
     while time.time() < deadline:
