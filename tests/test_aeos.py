@@ -113,3 +113,29 @@ def test_bad_config_exits_2(edit, needle, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+def test_cifar10_first_images_from_a_users_files(tmp_path, capsys):
+    """data.name = "cifar10" reads the first n training images of the standard python files (generated here),
+    flattened and standardised; a directory without the files is a one-line error before anything is written."""
+    from test_data import _make_cifar10
+
+    from escape.experiments import apply_overrides, check_config, load_config
+    from escape.experiments._aeos import load_data
+
+    train_x, train_y, _, _ = _make_cifar10(tmp_path / "cifar", sizes=(6, 6, 6, 6, 6))
+    cfg = check_config(apply_overrides(load_config("aeos"), ["data.name=cifar10", f"data.data_dir={tmp_path / 'cifar'}",
+                                                             "data.n_examples=20"]))
+    x, y = load_data(cfg)
+    assert x.shape == (20, 3072) and y.shape == (20, 10)
+    want = train_x[:20].astype(np.float64)
+    std = want.std(axis=0)
+    np.testing.assert_allclose(np.asarray(x), (want - want.mean(0)) / np.where(std > 0, std, 1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.argmax(np.asarray(y), axis=1), train_y[:20])
+    path = tmp_path / "c.toml"
+    path.write_text(TINY.replace("[data]\n", f'[data]\nname = "cifar10"\ndata_dir = "{tmp_path / "nowhere"}"\n'))
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "data.data_dir" in err[0] and "not found" in err[0]
+    assert not (tmp_path / "o").exists()

@@ -90,8 +90,15 @@ SCHEMA = Schema(
 def validate(config: dict) -> None:
     """Checks beyond types: CIFAR needs data_dir; frozen and preconditioned runs need from_step."""
     data = config["data"]
-    if data["name"] == "cifar10" and "data_dir" not in data:
-        raise ConfigError("config: data.data_dir is missing (data.name = \"cifar10\" reads the CIFAR-10 python files)")
+    if data["name"] == "cifar10":
+        if "data_dir" not in data:
+            raise ConfigError("config: data.data_dir is missing (data.name = \"cifar10\" reads the CIFAR-10 python files)")
+        from ..data._cifar import _CIFAR10, _locate
+
+        try:  # before anything is written: the files are there (their contents are read by the run)
+            _locate(data["data_dir"], _CIFAR10)
+        except ValueError as e:
+            raise ConfigError(f"config: data.data_dir: {e}") from None
     for label, spec in config["runs"].items():
         if spec["optimizer"] in ("frozen-adam", "preconditioned-heavy-ball") and "from_step" not in spec:
             raise ConfigError(f"config: runs.{label}.from_step is missing (the source Adam state's step)")
