@@ -83,6 +83,8 @@ batch_sizes = [1, 8]
 n_batches = 300
 gauss_k = 2
 bands = 2
+slq_iters = 8
+slq_probes = 2
 """
 
 

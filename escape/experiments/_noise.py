@@ -25,7 +25,7 @@ import optax
 import pandas as pd
 import scipy.stats
 
-from ..curvature import hessian_eigenpairs
+from ..curvature import hessian_eigenpairs, spectral_density
 from ..curvature._noise import dense_noise_covariance, hill_tail_index, minibatch_noise, per_sample_projections
 from ..stability import train_full_batch
 from ._aeos import init_params, load_data
@@ -69,6 +69,8 @@ def _schema_def() -> Schema:
                     "gauss_k": Key(Integer(min=1), 5, "top eigendirections of the Gaussianity test"),
                     "bands": Key(Integer(min=1), 3, "|lambda| bands of noise.csv (equal counts, by |lambda|)"),
                     "dense_max": Key(Integer(min=0), 5000, "largest model checked against dense H and C"),
+                    "slq_iters": Key(Integer(min=2), 60, "Lanczos steps per probe of the spectral density"),
+                    "slq_probes": Key(Integer(min=1), 4, "probes of the spectral density (stochastic Lanczos quadrature)"),
                     "chunk_size": Key(Integer(min=1), 256, "examples per per-sample-gradient chunk"),
                 }, "What is measured at each point."),
             },
@@ -146,8 +148,11 @@ def run_point(config: dict, point: str) -> dict:
             z = noise[:, i]
             gauss.append((b, i, float(scipy.stats.normaltest(z).pvalue), float(scipy.stats.kurtosis(z)),
                           hill_tail_index(z)))
+    density = spectral_density(full, params, key=jax.random.fold_in(key, 2), num_iters=run["slq_iters"],
+                               num_probes=run["slq_probes"])
     return {"lambda": np.asarray(values), "vcv": proj.covariance_diag, "mean": proj.mean, "vcv_dense": dense,
-            "vhv_dense": dense_h, "dim": d, "loss": float(full(params)), "gauss": np.asarray(gauss)}
+            "vhv_dense": dense_h, "dim": d, "loss": float(full(params)), "gauss": np.asarray(gauss),
+            "slq_nodes": density.nodes, "slq_weights": density.weights}
 
 
 def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
@@ -231,7 +236,8 @@ def report(out: Path) -> str:
 
 def plot(out: Path) -> Path:
     """noise.png: v' C_1 v against |lambda| (log-log), filled for lambda > 0, open for lambda < 0, the line
-    C_1 = H; right: excess kurtosis of minibatch noise against the batch size."""
+    C_1 = H; the excess kurtosis of minibatch noise against the batch size; the Hessian's spectral density by
+    stochastic Lanczos quadrature at each point."""
     from ._plots import plt, save_figure
 
     out = Path(out)
@@ -240,7 +246,7 @@ def plot(out: Path) -> Path:
         gauss = pd.read_csv(out / "gaussianity.csv")
     except pd.errors.EmptyDataError:
         gauss = pd.DataFrame()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4), constrained_layout=True)
     for i, (point, sub) in enumerate(eig.groupby("point", sort=False) if len(eig) else ()):
         pos, neg = sub[sub["lambda"] > 0], sub[sub["lambda"] < 0]
         axes[0].loglog(pos["lambda"], pos["vCv"], "o", color=f"C{i}", ms=4, label=f"{point}, lambda > 0")
@@ -257,6 +263,17 @@ def plot(out: Path) -> Path:
     axes[1].set_xlabel("batch size B")
     axes[1].set_ylabel("excess kurtosis of v . (g_B - g), median")
     axes[1].legend(fontsize=7)
+    from ..curvature import SpectralDensity
+
+    for i, (point, c) in enumerate(_cells(out)):  # each point on its own scale: lambda / max |lambda|
+        scale = float(np.abs(c["slq_nodes"]).max()) or 1.0
+        sd = SpectralDensity(c["slq_nodes"] / scale, c["slq_weights"], int(c["dim"]), 0)
+        grid = np.linspace(-1.05, 1.05, 800)
+        axes[2].semilogy(grid, np.maximum(sd.density(grid, 0.01), 1e-12), color=f"C{i}",
+                         label=f"{point} (max |lambda| {scale:.3g})")
+    axes[2].set_xlabel("Hessian eigenvalue / max |eigenvalue|")
+    axes[2].set_ylabel("spectral density (SLQ, Gaussian width 0.01)")
+    axes[2].legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.suptitle("Gradient noise against the Hessian in its eigenbasis; minibatch noise against the batch size", fontsize=10)
