@@ -86,10 +86,9 @@ def _train_fields() -> dict:
     for f in dataclasses.fields(TrainConfig):
         if f.name in _RUN_OWNED:
             continue
-        tp, optional = f.type, False
-        if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            tp, optional = args[0], True
+        tp = f.type
+        if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:  # X | None: X, default unset
+            tp = [a for a in typing.get_args(tp) if a is not type(None)][0]
         spec = choices.get(f.name, simple.get(tp, Anything()))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         default = UNSET if default is None else list(default) if isinstance(default, tuple) else default
