@@ -25,9 +25,12 @@ def test_sigint_says_how_to_resume_and_the_rerun_says_what_it_resumed(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     out = tmp_path / "part"
     # A shell without job control starts background jobs with SIGINT ignored, and Python keeps an ignored
-    # SIGINT ignored: restore the default so that the child installs its KeyboardInterrupt handler.
-    proc = subprocess.Popen(_cmd(out, "--log"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # SIGINT ignored: the child installs Python's KeyboardInterrupt handler itself (no preexec_fn: forking a
+    # process that has started JAX's threads is unsafe).
+    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from escape.cli import main; main(sys.argv[1:])")
+    cmd = [sys.executable, "-c", start, *_cmd(out, "--log")[3:]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     lines = []
     deadline = time.time() + 300
     while time.time() < deadline:
