@@ -37,7 +37,7 @@ from ..stability import frozen_adam, scale_by_preconditioner, stability_threshol
 from ..stability._track import edge_summary, track_sharpness, train_full_batch
 from ._config import ConfigError, prepare_run_dir
 from ._console import Console
-from ._io import atomic_write_bytes, atomic_write_text, rebuild_outputs
+from ._io import atomic_write_bytes, atomic_write_text, finished_cells, rebuild_outputs
 from ._schema import (
     Integer, Key, Number, OptionalSection, REQUIRED, Schema, Section, String, Table, UNSET, seed_key,
 )
@@ -45,6 +45,14 @@ from ._schema import (
 ALGORITHMS = ("adam", "rmsprop", "gd", "frozen-adam", "preconditioned-heavy-ball")
 _LINE = {"adam": "adam", "rmsprop": "rmsprop", "gd": "gd", "frozen-adam": "adam",
          "preconditioned-heavy-ball": "heavy-ball-ema"}
+
+def mlp_section(width: int, depth: int, loss: str) -> OptionalSection:
+    """The ``[model]`` section of the experiments that train this network."""
+    return OptionalSection({
+        "width": Key(Integer(min=1), width, "hidden width"),
+        "depth": Key(Integer(min=1), depth, "tanh hidden layers"),
+    }, f"Fully connected tanh network, {loss}.")
+
 
 SCHEMA = Schema(
     "aeos",
@@ -59,10 +67,7 @@ SCHEMA = Schema(
                 "data_dir": Key(String(), UNSET, "directory of the CIFAR-10 python files (cifar10 only)"),
                 "n_examples": Key(Integer(min=10), UNSET, "first n training examples (default: all digits, 5000 CIFAR)"),
             }, "The training set (full batch)."),
-            "model": OptionalSection({
-                "width": Key(Integer(min=1), 200, "hidden width"),
-                "depth": Key(Integer(min=1), 2, "tanh hidden layers"),
-            }, "Fully connected tanh network, MSE on one-hot targets."),
+            "model": mlp_section(200, 2, "MSE on one-hot targets"),
             "run": OptionalSection({
                 "steps": Key(Integer(min=1), 2000, "full-batch updates per run"),
                 "every": Key(Integer(min=1), 20, "updates between curvature measurements"),
@@ -126,17 +131,17 @@ def init_params(key, sizes) -> list:
             for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
 
 
+def tanh_mlp(params: list, x):
+    """The fully connected tanh network's outputs for a batch ``x`` (tanh hidden layers, linear last layer)."""
+    h = x
+    for layer in params[:-1]:
+        h = jnp.tanh(h @ layer["w"] + layer["b"][None, :])
+    return h @ params[-1]["w"] + params[-1]["b"][None, :]
+
+
 def mse_loss(x, y):
     """``params -> (1/2) mean_n ||f(x_n) - y_n||^2`` of the tanh network."""
-
-    def loss(params):
-        h = x
-        for layer in params[:-1]:
-            h = jnp.tanh(h @ layer["w"] + layer["b"][None, :])
-        out = h @ params[-1]["w"] + params[-1]["b"][None, :]
-        return 0.5 * jnp.mean(jnp.sum((out - y) ** 2, axis=-1))
-
-    return loss
+    return lambda params: 0.5 * jnp.mean(jnp.sum((tanh_mlp(params, x) - y) ** 2, axis=-1))
 
 
 def _adam(spec, lr):
@@ -245,19 +250,11 @@ RESULT_COLUMNS = ["optimizer", "algorithm", "learning_rate", "beta1", "beta2", "
                   "steps", "entry_step", "hvps_per_measurement"]
 
 
-def _cells(config: dict, out: Path):
-    for label in config["runs"]:
-        path = _cell_path(out, label)
-        if path.exists():
-            with np.load(path) as cell:
-                yield label, {k: cell[k] for k in cell.files}
-
-
 def write_results(config: dict, out: Path) -> pd.DataFrame:
     """Rebuild aeos.csv (one row per finished run) and curves.csv (every measurement) from the cells."""
     out = Path(out)
     rows, curves = [], []
-    for label, c in _cells(config, out):
+    for label, c in finished_cells(out, config["runs"]):
         spec, line = config["runs"][label], float(c["threshold"])
         ratio = c["preconditioned"][:, 0] / line
         algo = spec["optimizer"]

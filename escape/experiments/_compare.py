@@ -53,6 +53,7 @@ SUMMARY_METRICS = ["test_acc", "test_loss", "train_loss", "train_eval_loss", "la
 _RUN_OWNED = {"optimizer", "seed", "optimizer_args"}  # set by the experiment, not by [run]
 
 
+@functools.cache
 def _train_fields() -> dict:
     """``{field: (Spec, default, doc)}`` for every TrainConfig field: types from its annotations, defaults from
     the dataclass, one-line docs from its docstring."""

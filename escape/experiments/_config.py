@@ -138,8 +138,11 @@ def prepare_run_dir(out, config: dict):
         out.mkdir(parents=True, exist_ok=True)
         man_path = out / "manifest.json"
         if man_path.exists():
-            old = _resolved_or_raw(json.loads(man_path.read_text()).get("config", {}))
-            if old == config:
+            old = json.loads(man_path.read_text()).get("config", {})
+            if old == config:  # the usual resume: the manifest holds this resolved config already
+                return out
+            old = _resolved_or_raw(old)
+            if old == config:  # a manifest written before configs were resolved
                 return out
             from ._runner import schema_for
             from ._schema import without

@@ -96,3 +96,14 @@ def rebuild_outputs(module, config: dict, out: Path):
     module.write_fit(config, out, table)
     module.plot(out)
     return table
+
+
+def finished_cells(out: Path, names):
+    """``(name, arrays)`` of every ``out/cells/NAME.npz`` that exists, in the order of ``names``."""
+    import numpy as np
+
+    for name in names:
+        path = Path(out) / "cells" / f"{name}.npz"
+        if path.exists():
+            with np.load(path) as cell:
+                yield name, {k: cell[k] for k in cell.files}

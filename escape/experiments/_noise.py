@@ -28,57 +28,48 @@ import scipy.stats
 from ..curvature import hessian_eigenpairs, spectral_density
 from ..curvature._noise import dense_noise_covariance, hill_tail_index, minibatch_noise, per_sample_projections
 from ..stability import train_full_batch
-from ._aeos import init_params, load_data
+from ._aeos import init_params, load_data, mlp_section, tanh_mlp
 from ._config import ConfigError, prepare_run_dir
 from ._console import Console
-from ._io import atomic_write_bytes, atomic_write_text, rebuild_outputs
-from ._schema import Integer, ListOf, Number, OptionalSection, Schema, Section, String, UNSET, seed_key
+from ._io import atomic_write_bytes, atomic_write_text, finished_cells, rebuild_outputs
+from ._schema import Integer, Key, ListOf, Number, OptionalSection, Schema, Section, String, UNSET, seed_key
 
 POINTS = ("init", "trained")
 
-def _schema_def() -> Schema:
-    from ._schema import Key
-
-    return Schema(
-        "noise",
-        "Gradient noise against the Hessian (Adai paper Fig. 1, App. C): v' C v against the Hessian eigenvalues "
-        "at initialisation and after training, and whether minibatch noise is Gaussian as the batch grows; "
-        "`eigen.csv`, `noise.csv`, `gaussianity.csv`, `noise.png`. Tutorial: [gradient noise](tutorials/noise.md).",
-        Section(
-            {"seed": seed_key()},
-            sections={
-                "data": OptionalSection({
-                    "name": Key(String(("digits",)), "digits", "the data set (inputs standardised per feature)"),
-                    "n_examples": Key(Integer(min=10), UNSET, "first n training examples (default: all)"),
-                }, "The training set."),
-                "model": OptionalSection({
-                    "width": Key(Integer(min=1), 32, "hidden width"),
-                    "depth": Key(Integer(min=1), 1, "tanh hidden layers"),
-                }, "Fully connected tanh network, cross-entropy."),
-                "train": OptionalSection({
-                    "learning_rate": Key(Number(gt=0), 0.01, "full-batch Adam's learning rate to the trained point"),
-                    "steps": Key(Integer(min=1), 1000, "full-batch Adam steps to the trained point"),
-                }, "How the trained point is reached."),
-                "run": OptionalSection({
-                    "top_k": Key(Integer(min=1), 30, "largest Hessian eigenvalues"),
-                    "bottom_k": Key(Integer(min=0), 10, "most negative Hessian eigenvalues"),
-                    "lanczos_iters": Key(Integer(min=2), 120, "Lanczos steps per solve"),
-                    "batch_sizes": Key(ListOf(Integer(min=1), "integers >= 1", increasing=True), [1, 4, 16, 64, 256],
-                                       "batch sizes of the Gaussianity test"),
-                    "n_batches": Key(Integer(min=20), 4000, "minibatches drawn per batch size"),
-                    "gauss_k": Key(Integer(min=1), 5, "top eigendirections of the Gaussianity test"),
-                    "bands": Key(Integer(min=1), 3, "|lambda| bands of noise.csv (equal counts, by |lambda|)"),
-                    "dense_max": Key(Integer(min=0), 5000, "largest model checked against dense H and C"),
-                    "slq_iters": Key(Integer(min=2), 60, "Lanczos steps per probe of the spectral density"),
-                    "slq_probes": Key(Integer(min=1), 4, "probes of the spectral density (stochastic Lanczos quadrature)"),
-                    "chunk_size": Key(Integer(min=1), 256, "examples per per-sample-gradient chunk"),
-                }, "What is measured at each point."),
-            },
-        ),
-    )
-
-
-SCHEMA = _schema_def()
+SCHEMA = Schema(
+    "noise",
+    "Gradient noise against the Hessian (Adai paper Fig. 1, App. C): v' C v against the Hessian eigenvalues "
+    "at initialisation and after training, and whether minibatch noise is Gaussian as the batch grows; "
+    "`eigen.csv`, `noise.csv`, `gaussianity.csv`, `noise.png`. Tutorial: [gradient noise](tutorials/noise.md).",
+    Section(
+        {"seed": seed_key()},
+        sections={
+            "data": OptionalSection({
+                "name": Key(String(("digits",)), "digits", "the data set (inputs standardised per feature)"),
+                "n_examples": Key(Integer(min=10), UNSET, "first n training examples (default: all)"),
+            }, "The training set."),
+            "model": mlp_section(32, 1, "cross-entropy"),
+            "train": OptionalSection({
+                "learning_rate": Key(Number(gt=0), 0.01, "full-batch Adam's learning rate to the trained point"),
+                "steps": Key(Integer(min=1), 1000, "full-batch Adam steps to the trained point"),
+            }, "How the trained point is reached."),
+            "run": OptionalSection({
+                "top_k": Key(Integer(min=1), 30, "largest Hessian eigenvalues"),
+                "bottom_k": Key(Integer(min=0), 10, "most negative Hessian eigenvalues"),
+                "lanczos_iters": Key(Integer(min=2), 120, "Lanczos steps per solve"),
+                "batch_sizes": Key(ListOf(Integer(min=1), "integers >= 1", increasing=True), [1, 4, 16, 64, 256],
+                                   "batch sizes of the Gaussianity test"),
+                "n_batches": Key(Integer(min=20), 4000, "minibatches drawn per batch size"),
+                "gauss_k": Key(Integer(min=1), 5, "top eigendirections of the Gaussianity test"),
+                "bands": Key(Integer(min=1), 3, "|lambda| bands of noise.csv (equal counts, by |lambda|)"),
+                "dense_max": Key(Integer(min=0), 5000, "largest model checked against dense H and C"),
+                "slq_iters": Key(Integer(min=2), 60, "Lanczos steps per probe of the spectral density"),
+                "slq_probes": Key(Integer(min=1), 4, "probes of the spectral density (stochastic Lanczos quadrature)"),
+                "chunk_size": Key(Integer(min=1), 256, "examples per per-sample-gradient chunk"),
+            }, "What is measured at each point."),
+        },
+    ),
+)
 
 
 def validate(config: dict) -> None:
@@ -95,18 +86,12 @@ def _problem(config):
     sizes = (x.shape[1], *[config["model"]["width"]] * config["model"]["depth"], y.shape[1])
     params = init_params(jax.random.key(int(config["seed"])), sizes)
 
-    def logits(p, xb):
-        h = xb
-        for layer in p[:-1]:
-            h = jnp.tanh(h @ layer["w"] + layer["b"][None, :])
-        return h @ p[-1]["w"] + p[-1]["b"][None, :]
-
     def per_example(p, ex):
         xe, ye = ex
-        return optax.softmax_cross_entropy_with_integer_labels(logits(p, xe[None, :]), ye[None])[0]
+        return optax.softmax_cross_entropy_with_integer_labels(tanh_mlp(p, xe[None, :]), ye[None])[0]
 
     def full(p):
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits(p, x), labels))
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(tanh_mlp(p, x), labels))
 
     return params, per_example, full, (x, labels)
 
@@ -176,19 +161,11 @@ def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
     return rebuild_outputs(sys.modules[__name__], config, out)
 
 
-def _cells(out: Path):
-    for point in POINTS:
-        path = _cell_path(out, point)
-        if path.exists():
-            with np.load(path) as cell:
-                yield point, {k: cell[k] for k in cell.files}
-
-
 def write_results(config: dict, out: Path) -> pd.DataFrame:
     """eigen.csv, noise.csv (per band) and gaussianity.csv from the finished points; returns noise.csv's table."""
     out = Path(out)
     eig, bands, gauss = [], [], []
-    for point, c in _cells(out):
+    for point, c in finished_cells(out, POINTS):
         lam, vcv = c["lambda"], c["vcv"]
         for i in range(lam.size):
             eig.append({"point": point, "index": i, "lambda": lam[i], "sign": int(np.sign(lam[i])), "vCv": vcv[i],
@@ -265,7 +242,7 @@ def plot(out: Path) -> Path:
     axes[1].legend(fontsize=7)
     from ..curvature import SpectralDensity
 
-    for i, (point, c) in enumerate(_cells(out)):  # each point on its own scale: lambda / max |lambda|
+    for i, (point, c) in enumerate(finished_cells(out, POINTS)):  # each point on its own scale: lambda / max |lambda|
         scale = float(np.abs(c["slq_nodes"]).max()) or 1.0
         sd = SpectralDensity(c["slq_nodes"] / scale, c["slq_weights"], int(c["dim"]), 0)
         grid = np.linspace(-1.05, 1.05, 800)

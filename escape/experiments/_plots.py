@@ -37,21 +37,17 @@ def plot_escape_rates(out: Path) -> Path:
             yerr = np.abs(np.stack([-np.log(sub["rate_upper"]) - y, y + np.log(sub["rate_lower"].clip(lower=1e-300))]))
             inwin = sub["in_window"].astype(bool).to_numpy()
             color = f"C{i}"
-            fit_row = fits[fits["optimizer"] == label] if fits is not None else None
-            p_text = ""
-            if fit_row is not None and len(fit_row) and "p_hat" in fit_row and np.isfinite(fit_row["p_hat"].iloc[0]):
-                r = fit_row.iloc[0]
-                p_text = f", p = {r['p_hat']:.2f} [{r['p_lower']:.2f}, {r['p_upper']:.2f}]"
+            # this optimizer's fit row, if it has a fitted p
+            rows = fits[fits["optimizer"] == label] if fits is not None else ()
+            r = rows.iloc[0] if len(rows) and "p_hat" in rows and np.isfinite(rows["p_hat"].iloc[0]) else None
+            p_text = "" if r is None else f", p = {r['p_hat']:.2f} [{r['p_lower']:.2f}, {r['p_upper']:.2f}]"
             ax.errorbar(x[inwin], y[inwin], yerr=yerr[:, inwin], fmt="o", color=color, label=label + p_text, capsize=2)
             if (~inwin).any():
                 ax.errorbar(x[~inwin], y[~inwin], yerr=yerr[:, ~inwin], fmt="o", mfc="none", color=color, capsize=2)
-            if fits is not None:
-                row = fits[fits["optimizer"] == label]
-                if len(row) and "p_hat" in row and np.isfinite(row["p_hat"].iloc[0]):
-                    r = row.iloc[0]
-                    kk = np.linspace(sub["sharpness"].min(), sub["sharpness"].max(), 100)
-                    yy = r["a_hat"] + r["b_hat"] * kk ** (-r["p_hat"]) - r.get("q_hat", 0.0) * np.log(kk)
-                    ax.plot(kk**-power, yy, "--", color=color, lw=1)
+            if r is not None:
+                kk = np.linspace(sub["sharpness"].min(), sub["sharpness"].max(), 100)
+                yy = r["a_hat"] + r["b_hat"] * kk ** (-r["p_hat"]) - r.get("q_hat", 0.0) * np.log(kk)
+                ax.plot(kk**-power, yy, "--", color=color, lw=1)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("-log(escape rate per step)")
         ax.grid(alpha=0.3)

@@ -17,7 +17,7 @@ from .._checks import suggest
 
 from ._adai import adai
 from ._momentum import momentum
-from ._validate import check_hyperparameter_type, check_interval, check_learning_rate, check_nonnegative
+from ._validate import check_interval, check_learning_rate, check_nonnegative
 
 OptimizerFactory = Callable[..., optax.GradientTransformation]
 
@@ -169,20 +169,20 @@ def optimizer_hyperparameters(name: str) -> dict[str, object]:
 
 
 def check_hyperparameters(name: str, hyperparameters: dict, *, owner: str = "make_optimizer") -> str:
-    """Check names and types of ``hyperparameters`` for the optimizer ``name`` without building it.
+    """Check the names of ``hyperparameters`` for the optimizer ``name`` without building it (their types and
+    ranges are the factories' own checks).
 
     Returns the canonical name. Raises a one-line ValueError naming the hyperparameter: unknown (with a
-    "did you mean"), missing, or not a number (a schedule is also accepted for ``learning_rate``).
+    "did you mean") or missing.
     """
     canonical = canonical_optimizer_name(name, owner=owner)
     parameters = optimizer_hyperparameters(canonical)
     accepted = ", ".join(parameters)
-    for key, value in hyperparameters.items():
+    for key in hyperparameters:
         if key not in parameters:
             raise ValueError(
                 f"{owner}: {canonical!r} has no hyperparameter {key!r}{suggest(key, parameters)}; accepted: {accepted}"
             )
-        check_hyperparameter_type(canonical, key, value, schedule=key == "learning_rate")
     missing = [k for k, d in parameters.items() if d is inspect.Parameter.empty and k not in hyperparameters]
     if missing:
         raise ValueError(f"{owner}: {canonical!r} requires {', '.join(missing)}; accepted: {accepted}")

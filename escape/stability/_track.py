@@ -101,12 +101,11 @@ def track_sharpness(
             diverged = True  # non-finite, or ten orders of magnitude above the start: it will overflow
             break
         mkey = jax.random.fold_in(key, done)
-        raw = hessian_eigenpairs(loss_fn, params, key=mkey, num_iters=lanczos_iters, tol=tol, init=warm_raw)
-        warm_raw, hvps = raw.basis, raw.num_matvecs
-        if precondition is None:
-            pre_values = raw.eigenvalues if k == 1 else hessian_eigenpairs(
-                loss_fn, params, k=k, key=mkey, num_iters=lanczos_iters, tol=tol, init=warm_pre).eigenvalues
-        else:
+        # Without a preconditioner one top-k solve of H gives both the raw sharpness and the top k.
+        raw = hessian_eigenpairs(loss_fn, params, k=k if precondition is None else 1, key=mkey,
+                                 num_iters=lanczos_iters, tol=tol, init=warm_raw)
+        warm_raw, hvps, pre_values = raw.basis, raw.num_matvecs, raw.eigenvalues
+        if precondition is not None:
             pre = hessian_eigenpairs(loss_fn, params, k=k, key=jax.random.fold_in(mkey, 1), num_iters=lanczos_iters,
                                      tol=tol, init=warm_pre, preconditioner=precondition(opt_state, grads))
             warm_pre, pre_values, hvps = pre.basis, pre.eigenvalues, hvps + pre.num_matvecs

@@ -379,9 +379,8 @@ def train(
     out = None if out is None else Path(out)
     record = None
     if out is not None:
-        metrics_path = out / "metrics.json"
-        if metrics_path.is_file():
-            stored = History.from_json(json.loads(metrics_path.read_text()))
+        if (out / "metrics.json").is_file():
+            stored = History.load(out)
             _check_resumable(stored.config, config, out)
             if stored.complete and len(stored.epochs) == config.epochs:
                 return stored
