@@ -1,0 +1,107 @@
+"""Figures of the implicit-bias experiment: implicit_bias.png (orders, regimes, large eps) and grid.png."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._io import finished_cells
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, FileNotFoundError):
+        return pd.DataFrame()
+
+
+def plot(out: Path) -> Path:
+    """implicit_bias.png: global error against h (log-log, one panel per problem, reference slopes 1 and 2);
+    the bilinear trajectories of Adam per (b1, b2) and h with the h -> 0 limit, the loss level and the limit
+    point of one-norm minimisers; the gap between Adam's modified ODE and heavy-ball GD's against eps.
+    grid.png (when the grid ran): the perturbed one-norm along training and the test accuracy per (b1, b2)."""
+    from ._plots import plt, save_figure
+
+    out = Path(out)
+    orders, big = _read(out / "orders.csv"), _read(out / "large_eps.csv")
+    fig, axes = plt.subplots(1, 5, figsize=(24, 4.6), constrained_layout=True)
+    for ax, problem in zip(axes[:3], ("bilinear", "network", "minibatch")):
+        sub = orders[orders["problem"] == problem] if len(orders) else orders
+        for i, (ode, s) in enumerate(sub.groupby("ode", sort=False) if len(sub) else ()):
+            ax.loglog(s["learning_rate"], s["error"], "o-", color=f"C{i}", label=ode)
+        if len(sub):
+            h = np.array([sub["learning_rate"].min(), sub["learning_rate"].max()])
+            top = sub["error"].max()
+            ax.loglog(h, top * (h / h[1]) ** 1, "k:", lw=0.8, label="slope 1")
+            ax.loglog(h, sub["error"].min() * (h / h[0]) ** 2, "k--", lw=0.8, label="slope 2")
+        ax.set_title({"bilinear": "bilinear model", "network": "digits network, full batch",
+                      "minibatch": "digits network, mini-batch (piecewise ODE)"}[problem], fontsize=9)
+        ax.set_xlabel("step size h")
+        ax.set_ylabel("max_n ||theta^(n) - theta~(n h)||")
+        ax.legend(fontsize=7)
+    ax = axes[3]
+    reg = _read(out / "regimes.csv")
+    for _, c in finished_cells(out, ["regimes"]):
+        bounds = np.concatenate([[0], np.cumsum(c["lengths"])])
+        traj = c["trajectories"]
+        ax.plot(*traj[: bounds[1]].T, "k-", lw=1.5, label="h -> 0 (perturbed sign flow)")
+        for i in range(1, len(bounds) - 1):
+            r = reg.iloc[i - 1]
+            ax.plot(*traj[bounds[i]: bounds[i + 1]].T, "-", lw=0.9, color=f"C{i % 10}",
+                    label=f"b1 {r.b1:g}, b2 {r.b2:g}, h {r.learning_rate:g}")
+        level = float(reg["one_norm_limit"].iloc[0]) if len(reg) else np.nan
+        x = np.linspace(0.3, 3.0, 200)
+        ax.plot(x, 0.75 / x, color="0.6", lw=0.8, label="minima theta_1 theta_2 = 3/4")
+        ax.plot([np.sqrt(3) / 2], [np.sqrt(3) / 2], "kx", ms=9, mew=2, label="limit of one-norm minimisers")
+        ax.set_xlim(0.3, 3.0)
+        ax.set_ylim(0.3, 3.7)
+        ax.set_title(f"Adam on the bilinear model (limit one-norm at the level {level:.4g})", fontsize=9)
+    ax.set_xlabel("theta_1")
+    ax.set_ylabel("theta_2")
+    ax.legend(fontsize=6)
+    ax = axes[4]
+    if len(big):
+        ax.loglog(big["eps"], big["ode_vs_heavy_ball"], "o-", label="|Adam modified ODE - heavy-ball ODE|")
+        ax.loglog(big["eps"], big["adam_vs_ode"], "s-", label="|Adam - Adam modified ODE|")
+        e = big["eps"].to_numpy()
+        ax.loglog(e, big["ode_vs_heavy_ball"].iloc[0] * e[0] / e, "k--", lw=0.8, label="slope -1")
+    ax.set_xlabel("eps (h / sqrt(eps) fixed)")
+    ax.set_ylabel("max over the horizon")
+    ax.set_title("large eps: Adam -> heavy-ball GD (Example 2.1)", fontsize=9)
+    ax.legend(fontsize=7)
+    for a in axes:
+        a.grid(alpha=0.3)
+    path = save_figure(fig, out / "implicit_bias.png")
+    _plot_grid(out)
+    return path
+
+
+def _plot_grid(out: Path) -> None:
+    from ._plots import plt, save_figure
+
+    grid, curves = _read(out / "grid.csv"), _read(out / "norm_curves.csv")
+    if not len(grid):
+        return
+    floor = float(grid["norm_floor"].iloc[0])
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6), constrained_layout=True)
+    mean = curves.groupby(["b1", "b2", "step"], sort=True)["norm"].mean().reset_index()
+    for i, ((b1, b2), s) in enumerate(mean.groupby(["b1", "b2"])):
+        axes[0].semilogy(s["step"], s["norm"] - floor, color=f"C{i % 10}", lw=0.9, label=f"b1 {b1:g}, b2 {b2:g}")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("||grad E||_{1,eps} - p sqrt(eps) (mean over seeds)")
+    axes[0].legend(fontsize=6)
+    for b1, s in grid.groupby("b1"):
+        axes[1].errorbar(s["b2"], s["test_accuracy"], yerr=s["test_accuracy_se"], fmt="o-", capsize=3, label=f"b1 {b1:g}")
+        axes[2].errorbar(s["b2"], s["peak_norm"] - floor, yerr=s["peak_norm_se"], fmt="o-", capsize=3, label=f"b1 {b1:g}")
+    axes[1].set_ylabel("test accuracy (mean +- s.e.)")
+    axes[2].set_ylabel("peak one-norm after the initial steps, minus p sqrt(eps)")
+    axes[2].set_yscale("log")
+    for a in axes[1:]:
+        a.set_xlabel("b2 (rho)")
+        a.set_xscale("function", functions=(lambda r: -np.log10(1 - np.minimum(r, 1 - 1e-12)),
+                                            lambda y: 1 - 10.0 ** (-y)))
+        a.legend(fontsize=7)
+    for a in axes:
+        a.grid(alpha=0.3)
+    fig.suptitle("Full-batch Adam on digits over (b1, b2)", fontsize=10)
+    save_figure(fig, out / "grid.png")
