@@ -15,6 +15,13 @@ def _read(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+def reg_level(out: Path) -> float:
+    """The loss level of the regimes part, from the run's manifest."""
+    import json
+
+    return json.loads((Path(out) / "manifest.json").read_text())["config"]["regimes"]["level"]
+
+
 def plot(out: Path) -> Path:
     """implicit_bias.png: global error against h (log-log, one panel per problem, reference slopes 1 and 2);
     the bilinear trajectories of Adam per (b1, b2) and h with the h -> 0 limit, the loss level and the limit
@@ -24,7 +31,8 @@ def plot(out: Path) -> Path:
 
     out = Path(out)
     orders, big = _read(out / "orders.csv"), _read(out / "large_eps.csv")
-    fig, axes = plt.subplots(1, 5, figsize=(24, 4.6), constrained_layout=True)
+    fig, grid = plt.subplots(2, 3, figsize=(17, 9.5), constrained_layout=True)
+    axes = grid.ravel()
     for ax, problem in zip(axes[:3], ("bilinear", "network", "minibatch")):
         sub = orders[orders["problem"] == problem] if len(orders) else orders
         for i, (ode, s) in enumerate(sub.groupby("ode", sort=False) if len(sub) else ()):
@@ -39,30 +47,41 @@ def plot(out: Path) -> Path:
         ax.set_xlabel("step size h")
         ax.set_ylabel("max_n ||theta^(n) - theta~(n h)||")
         ax.legend(fontsize=7)
-    ax = axes[3]
+    ax, zoom = axes[3], axes[4]
     reg = _read(out / "regimes.csv")
     for _, c in finished_cells(out, ["regimes"]):
         bounds = np.concatenate([[0], np.cumsum(c["lengths"])])
         traj = c["trajectories"]
-        ax.plot(*traj[: bounds[1]].T, "k-", lw=1.5, label="h -> 0 (perturbed sign flow)")
+        pieces = [("h -> 0 (perturbed sign flow)", "k", 1.6, traj[: bounds[1]])]
         for i in range(1, len(bounds) - 1):
             r = reg.iloc[i - 1]
-            ax.plot(*traj[bounds[i]: bounds[i + 1]].T, "-", lw=0.9, color=f"C{i % 10}",
-                    label=f"b1 {r.b1:g}, b2 {r.b2:g}, h {r.learning_rate:g}")
-        level = float(reg["one_norm_limit"].iloc[0]) if len(reg) else np.nan
+            pieces.append((f"b1 {r.b1:g}, b2 {r.b2:g}, h {r.learning_rate:g}", f"C{i % 10}", 0.9,
+                           traj[bounds[i]: bounds[i + 1]]))
+        for label, color, lw, t in pieces:
+            ax.plot(*t.T, "-", lw=lw, color=color, label=label)
+            zoom.plot(4 * t[:, 0] * t[:, 1] - 3, t[:, 1] - t[:, 0], "-", lw=lw, color=color, label=label)
         x = np.linspace(0.3, 3.0, 200)
         ax.plot(x, 0.75 / x, color="0.6", lw=0.8, label="minima theta_1 theta_2 = 3/4")
         ax.plot([np.sqrt(3) / 2], [np.sqrt(3) / 2], "kx", ms=9, mew=2, label="limit of one-norm minimisers")
         ax.set_xlim(0.3, 3.0)
         ax.set_ylim(0.3, 3.7)
-        ax.set_title(f"Adam on the bilinear model (limit one-norm at the level {level:.4g})", fontsize=9)
+        if len(reg):
+            level_c = np.sqrt(8 * float(reg_level(out)))
+            zoom.axvline(level_c, color="0.5", ls=":", lw=0.8, label="the loss level of regimes.csv")
+        zoom.set_xlim(left=0.0)
+        zoom.set_xlabel("4 theta_1 theta_2 - 3 (0 on the minima; loss = c^2 / 8)")
+        zoom.set_ylabel("theta_2 - theta_1 (one-norm at fixed loss grows with it)")
+        zoom.invert_xaxis()
+        zoom.set_title("the same trajectories: distance from the diagonal against the level", fontsize=9)
+        zoom.legend(fontsize=6)
+    ax.set_title("Adam on the bilinear model from (2.8, 3.5)", fontsize=9)
     ax.set_xlabel("theta_1")
     ax.set_ylabel("theta_2")
     ax.legend(fontsize=6)
-    ax = axes[4]
+    ax = axes[5]
     if len(big):
         ax.loglog(big["eps"], big["ode_vs_heavy_ball"], "o-", label="|Adam modified ODE - heavy-ball ODE|")
-        ax.loglog(big["eps"], big["adam_vs_ode"], "s-", label="|Adam - Adam modified ODE|")
+        ax.loglog(big["eps"], big["adam_vs_ode"], "s-", label="|Adam - its modified ODE| (O(h^2) at fixed h / sqrt(eps))")
         e = big["eps"].to_numpy()
         ax.loglog(e, big["ode_vs_heavy_ball"].iloc[0] * e[0] / e, "k--", lw=0.8, label="slope -1")
     ax.set_xlabel("eps (h / sqrt(eps) fixed)")
