@@ -160,7 +160,7 @@ def _sample(spec):
     if isinstance(spec, OneOf):
         return _sample(spec.specs[0])
     if isinstance(spec, ListOf):
-        return [_sample(spec.item)]
+        return [_sample(spec.item)] * max(1, spec.min_len)  # (a list of min_len > 1 is not strictly increasing)
     if isinstance(spec, Name):
         return "sgd"
     return None

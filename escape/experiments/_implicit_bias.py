@@ -102,6 +102,7 @@ SCHEMA = Schema(
                 "depth": Key(Integer(min=1), 2, "hidden layers"),
                 "every": Key(Integer(min=1), 10, "steps between measurements of the perturbed one-norm"),
                 "initial_steps": Key(Integer(min=0), 300, "steps excluded (the initial fall) before the peak"),
+                "loss_level": Key(Number(gt=0), 0.01, "training loss at which the one-norms are compared"),
             }, "Full-batch Adam on digits (1,437 / 360 images) over (b1, b2): one-norm and test accuracy."),
             "solver": OptionalSection({
                 "rtol": Key(Number(gt=0), 1e-12, "diffrax PID controller's relative tolerance (Dopri8, x64)"),
@@ -195,6 +196,19 @@ def _csv(out: Path, name: str, table: pd.DataFrame) -> None:
     atomic_write_text(out / name, table.to_csv(index=False, float_format="%.8g"))
 
 
+def _at_loss_level(steps, loss, norm, level):
+    """``(step, one-norm)`` where the training loss first falls to ``level`` (log-linear between measurements)."""
+    below = np.flatnonzero(loss <= level)
+    if below.size == 0:
+        return np.nan, np.nan
+    i = int(below[0])
+    if i == 0:
+        return float(steps[0]), float(norm[0])
+    w = (np.log(loss[i - 1]) - np.log(level)) / (np.log(loss[i - 1]) - np.log(loss[i]))
+    return float(steps[i - 1] + w * (steps[i] - steps[i - 1])), float(np.exp((1 - w) * np.log(norm[i - 1])
+                                                                           + w * np.log(norm[i])))
+
+
 def _regime(b1: float, b2: float) -> str:
     return "one-norm penalised" if b1 > b2 else "one-norm anti-penalised" if b2 > b1 else "neutral (small eps)"
 
@@ -238,9 +252,13 @@ def write_results(config: dict, out: Path) -> pd.DataFrame:
         peak = c["norm"][:, keep].max(axis=1) if keep.any() else np.full(c["norm"].shape[0], np.nan)
         peak_step = c["steps"][keep][np.argmax(c["norm"][:, keep], axis=1)] if keep.any() else np.nan
         se = lambda a: float(np.std(a, ddof=1) / np.sqrt(a.size)) if a.size > 1 else np.nan  # noqa: E731
+        at_level = np.asarray([_at_loss_level(c["steps"], lo, no, config["grid"]["loss_level"])
+                               for lo, no in zip(c["loss"], c["norm"])])
         grid.append({"b1": b1, "b2": b2, "seeds": int(c["norm"].shape[0]), "peak_norm": peak.mean(),
                      "peak_norm_se": se(peak),
                      "peak_step": float(np.mean(peak_step)), "end_norm": c["final_norm"].mean(), "end_norm_se": se(c["final_norm"]),
+                     "norm_at_level": at_level[:, 1].mean(), "norm_at_level_se": se(at_level[:, 1]),
+                     "step_at_level": at_level[:, 0].mean(),
                      "norm_floor": float(c["dim"]) * np.sqrt(config["grid"]["eps"]),
                      "test_accuracy": c["test_accuracy"].mean(), "test_accuracy_se": se(c["test_accuracy"]),
                      "train_accuracy": c["train_accuracy"].mean(), "final_loss": c["loss"][:, -1].mean()})
