@@ -37,7 +37,7 @@ from ..stability import frozen_adam, scale_by_preconditioner, stability_threshol
 from ..stability._track import edge_summary, track_sharpness, train_full_batch
 from ._config import ConfigError, prepare_run_dir
 from ._console import Console
-from ._io import atomic_write_bytes, atomic_write_text, finished_cells, rebuild_outputs
+from ._io import atomic_write_bytes, atomic_write_text, finished_cells, read_table, rebuild_outputs
 from ._schema import (
     Integer, Key, Number, OptionalSection, REQUIRED, Schema, Section, String, Table, UNSET, seed_key,
 )
@@ -306,10 +306,7 @@ def plot(out: Path) -> Path:
 
     out = Path(out)
     config = json.loads((out / "manifest.json").read_text())["config"]
-    try:
-        curves = pd.read_csv(out / "curves.csv")
-    except (pd.errors.EmptyDataError, FileNotFoundError):
-        curves = pd.DataFrame(columns=["optimizer", "step"])
+    curves = read_table(out / "curves.csv", columns=["optimizer", "step"])
     algos = [a for a in ALGORITHMS if any(s["optimizer"] == a for s in config["runs"].values())]
     for name, column, ylabel, lines in (("aeos.png", "preconditioned_1", r"$\lambda_1(P^{-1}H)$", True),
                                         ("aeos_raw.png", "raw_sharpness", r"$\lambda_1(H)$", False)):

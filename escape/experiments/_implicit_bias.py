@@ -24,7 +24,7 @@ from ..modified import order_slope
 from . import _implicit_cells as cells
 from ._config import ConfigError, prepare_run_dir
 from ._console import Console
-from ._io import atomic_write_bytes, atomic_write_text, finished_cells, rebuild_outputs
+from ._io import atomic_write_bytes, atomic_write_text, finished_cells, read_table, rebuild_outputs
 from ._schema import Integer, Key, ListOf, Number, OptionalSection, Schema, Section, String, seed_key
 
 PARTS = ("orders", "regimes", "large-eps", "grid")
@@ -282,7 +282,7 @@ def write_fit(config: dict, out: Path, table: pd.DataFrame | None = None) -> pd.
         rows.append({"problem": problem, "ode": ode, "variable": "h", "slope": slope, "expected": expected,
                      "within_0.15": bool(abs(slope - expected) <= TOLERANCE), "x_min": sub["learning_rate"].min(),
                      "x_max": sub["learning_rate"].max(), "points": len(sub)})
-    big = pd.read_csv(out / "large_eps.csv") if (out / "large_eps.csv").stat().st_size > 1 else pd.DataFrame()
+    big = read_table(out / "large_eps.csv")
     if len(big) >= 2:
         slope = order_slope(big["eps"], big["ode_vs_heavy_ball"])
         rows.append({"problem": "bilinear", "ode": "modified vs heavy-ball", "variable": "eps", "slope": slope,
@@ -293,18 +293,11 @@ def write_fit(config: dict, out: Path, table: pd.DataFrame | None = None) -> pd.
     return fit
 
 
-def _read(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.EmptyDataError, FileNotFoundError):
-        return pd.DataFrame()
-
-
 def report(out: Path) -> str:
     out = Path(out)
     fmt = lambda v: f"{v:.4g}"  # noqa: E731
-    parts = [("error orders (fit.csv)", _read(out / "fit.csv")), ("Table 1 regimes (regimes.csv)", _read(out / "regimes.csv")),
-             ("digits grid (grid.csv)", _read(out / "grid.csv"))]
+    parts = [("error orders (fit.csv)", read_table(out / "fit.csv")), ("Table 1 regimes (regimes.csv)", read_table(out / "regimes.csv")),
+             ("digits grid (grid.csv)", read_table(out / "grid.csv"))]
     text = "\n\n".join(f"{title}\n{t.to_string(index=False, float_format=fmt)}" for title, t in parts if len(t))
     return text + f"\nwrote {out}/orders.csv, fit.csv, regimes.csv, large_eps.csv, grid.csv, implicit_bias.png, grid.png"
 

@@ -3,16 +3,8 @@
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from ._io import finished_cells
-
-
-def _read(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.EmptyDataError, FileNotFoundError):
-        return pd.DataFrame()
+from ._io import finished_cells, read_table
 
 
 def reg_level(out: Path) -> float:
@@ -30,7 +22,7 @@ def plot(out: Path) -> Path:
     from ._plots import plt, save_figure
 
     out = Path(out)
-    orders, big = _read(out / "orders.csv"), _read(out / "large_eps.csv")
+    orders, big = read_table(out / "orders.csv"), read_table(out / "large_eps.csv")
     fig, grid = plt.subplots(2, 3, figsize=(17, 9.5), constrained_layout=True)
     axes = grid.ravel()
     for ax, problem in zip(axes[:3], ("bilinear", "network", "minibatch")):
@@ -48,7 +40,7 @@ def plot(out: Path) -> Path:
         ax.set_ylabel("max_n ||theta^(n) - theta~(n h)||")
         ax.legend(fontsize=7)
     ax, zoom = axes[3], axes[4]
-    reg = _read(out / "regimes.csv")
+    reg = read_table(out / "regimes.csv")
     for _, c in finished_cells(out, ["regimes"]):
         bounds = np.concatenate([[0], np.cumsum(c["lengths"])])
         traj = c["trajectories"]
@@ -98,7 +90,7 @@ def plot(out: Path) -> Path:
 def _plot_grid(out: Path) -> None:
     from ._plots import plt, save_figure
 
-    grid, curves = _read(out / "grid.csv"), _read(out / "norm_curves.csv")
+    grid, curves = read_table(out / "grid.csv"), read_table(out / "norm_curves.csv")
     if not len(grid):
         return
     floor = float(grid["norm_floor"].iloc[0])

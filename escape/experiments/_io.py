@@ -107,3 +107,13 @@ def finished_cells(out: Path, names):
         if path.exists():
             with np.load(path) as cell:
                 yield name, {k: cell[k] for k in cell.files}
+
+
+def read_table(path: Path, columns=None):
+    """A results CSV as a DataFrame; an empty one (with ``columns``) where the file is missing or holds no rows."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, FileNotFoundError):
+        return pd.DataFrame(columns=columns)

@@ -31,7 +31,7 @@ from ..stability import train_full_batch
 from ._aeos import init_params, load_data, mlp_section, tanh_mlp
 from ._config import ConfigError, prepare_run_dir
 from ._console import Console
-from ._io import atomic_write_bytes, atomic_write_text, finished_cells, rebuild_outputs
+from ._io import atomic_write_bytes, atomic_write_text, finished_cells, read_table, rebuild_outputs
 from ._schema import Integer, Key, ListOf, Number, OptionalSection, Schema, Section, String, UNSET, seed_key
 
 POINTS = ("init", "trained")
@@ -218,11 +218,7 @@ def plot(out: Path) -> Path:
     from ._plots import plt, save_figure
 
     out = Path(out)
-    eig = pd.read_csv(out / "eigen.csv") if (out / "eigen.csv").stat().st_size > 1 else pd.DataFrame()
-    try:
-        gauss = pd.read_csv(out / "gaussianity.csv")
-    except pd.errors.EmptyDataError:
-        gauss = pd.DataFrame()
+    eig, gauss = read_table(out / "eigen.csv"), read_table(out / "gaussianity.csv")
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.4), constrained_layout=True)
     for i, (point, sub) in enumerate(eig.groupby("point", sort=False) if len(eig) else ()):
         pos, neg = sub[sub["lambda"] > 0], sub[sub["lambda"] < 0]
