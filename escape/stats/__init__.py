@@ -7,3 +7,4 @@ from ._fit import (
 )
 from ._ks import exponential_ks as exponential_ks, KSResult as KSResult
 from ._rates import censored_rate as censored_rate, paper_rate as paper_rate, RateEstimate as RateEstimate
+from ._periodic import detect_period as detect_period, PeriodicOrbit as PeriodicOrbit

@@ -28,3 +28,11 @@ from ._scaling import (
     SHARPNESS_EXPONENTS as SHARPNESS_EXPONENTS,
     sgd_escape_exponent as sgd_escape_exponent,
 )
+from ._adam_bounds import (
+    adam_flat_bound as adam_flat_bound,
+    adam_step_bound as adam_step_bound,
+    adam_step_maximiser as adam_step_maximiser,
+    plain_adam_step as plain_adam_step,
+)
+from ._adam_search import search_adam_bound as search_adam_bound, SearchResult as SearchResult
+from ._adam_orbit import adam_two_cycle_jump as adam_two_cycle_jump
