@@ -164,3 +164,43 @@ def test_final_positions_are_taken_at_max_steps():
     expected = np.array([1.0, 2.0]) * 1.01**37
     np.testing.assert_allclose(np.asarray(res.final), np.broadcast_to(expected, (4, 2)), rtol=1e-5)
     assert res.steps_run == 37
+
+
+def test_saved_positions_are_the_runs_themselves():
+    """Positions saved at any steps equal the final positions of runs stopped there; dense and sparse saves,
+    and any chunk size, give the same numbers; optimizer states come with them on request."""
+    from escape.landscapes import Quadratic
+    from escape.optim import make_optimizer
+
+    land = Quadratic([-1.0, 0.5, 2.0], noise="hessian")  # 3 noise words: the engine draws two steps per block
+    opt = make_optimizer("adam", learning_rate=0.01)
+    key = jax.random.key(5)
+    kw = dict(batch_size=1, n_particles=12, key=key)
+    saves = [0, 1, 2, 9, 64, 65, 150]
+    sparse = escape_times(land, opt, max_steps=150, save_steps=saves, chunk_size=64, save_state=True, **kw)
+    dense = escape_times(land, opt, max_steps=150, save_steps=np.arange(151), chunk_size=40, **kw)
+    np.testing.assert_array_equal(np.asarray(dense.positions)[saves], np.asarray(sparse.positions))
+    for s, p in zip(saves[1:], np.asarray(sparse.positions)[1:]):
+        np.testing.assert_array_equal(np.asarray(escape_times(land, opt, max_steps=s, **kw).final), p)
+    assert sparse.saved_steps == tuple(saves) and sparse.states[0].mu.shape == (len(saves), 12, 3)
+    assert np.all(np.asarray(sparse.states[0].count)[:, 0] == np.asarray(saves))
+    np.testing.assert_array_equal(np.asarray(sparse.first_passage),
+                                  np.asarray(escape_times(land, opt, max_steps=150, **kw).first_passage))
+    with pytest.raises(ValueError, match="save_steps must lie in"):
+        escape_times(land, opt, max_steps=10, save_steps=[11], **kw)
+
+
+def test_valley_arrival_is_the_first_passage():
+    from escape.landscapes import Valley
+    from escape.optim import make_optimizer
+
+    for shape in ("smooth", "sharp"):
+        land = Valley(shape)
+        theta = jnp.asarray([0.3, -0.7])
+        np.testing.assert_allclose(land.gradient(theta), jax.grad(land.loss)(theta), rtol=1e-6)
+        r = escape_times(land, make_optimizer("adam", learning_rate=1e-2), batch_size=1, n_particles=1,
+                         max_steps=3000, key=jax.random.key(0), save_steps=np.arange(3001))
+        d = np.linalg.norm(np.asarray(r.positions)[:, 0], axis=1)
+        assert int(r.first_passage[0]) == int(np.argmax(d <= 1e-3)) > 0
+    with pytest.raises(ValueError, match="Valley: shape must be one of"):
+        Valley("round")

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..landscapes import Quadratic, Valley
 from ..optim import make_optimizer
+from ..simulate import escape_times
 from ..stats import detect_period
 from ..theory import adam_flat_bound, adam_step_bound, adam_two_cycle_jump, search_adam_bound
 
@@ -20,25 +22,13 @@ def build(name: str, learning_rate: float) -> optax.GradientTransformation:
     return make_optimizer(name, learning_rate=learning_rate)
 
 
-def trajectories(loss, optimizer, starts, steps: int, stop: float | None = None):
-    """Iterates of ``optimizer`` on ``loss`` from every start (vmapped): shape ``(steps + 1, starts, dim)``;
-    with ``stop``, an iterate outside the ball of that radius is held there."""
-
-    def one(x0):
-        def body(carry, _):
-            x, s = carry
-            u, s2 = optimizer.update(jax.grad(loss)(x), s, x)
-            x2 = optax.apply_updates(x, u)
-            if stop is not None:
-                out = jnp.linalg.norm(x) >= stop
-                x2 = jnp.where(out, x, x2)
-                s2 = jax.tree.map(lambda a, b: jnp.where(out, a, b), s, s2)
-            return (x2, s2), x2
-
-        _, xs = jax.lax.scan(body, (x0, optimizer.init(x0)), None, length=steps)
-        return jnp.concatenate([x0[None], xs])
-
-    return np.asarray(jax.jit(jax.vmap(one, out_axes=1))(jnp.asarray(starts)))
+def trajectories(landscape, optimizer, starts, steps: int):
+    """Every start's iterates from the engine's stepping core ([`escape.simulate.escape_times`][], exact
+    gradients, positions saved at every step): ``(positions (steps + 1, starts, dim), first passage steps)``."""
+    starts = np.asarray(starts)
+    r = escape_times(landscape, optimizer, batch_size=1, n_particles=starts.shape[0], max_steps=steps,
+                     key=jax.random.key(0), init=starts, save_steps=np.arange(steps + 1))
+    return np.asarray(r.positions), np.asarray(r.first_passage)
 
 
 def bounds(config: dict) -> dict:
@@ -84,21 +74,21 @@ def noise(config: dict) -> dict:
 
 
 def saddle(config: dict) -> dict:
-    """``L = (y^2 - x^2) / 2`` (H = diag(-1, 1)): steps to leave the ball of ``exit_radius`` from starts on a
-    circle of ``start_radius`` about the saddle, per optimizer; trajectories from one start for the figure."""
+    """``L = (y^2 - x^2) / 2`` (H = diag(-1, 1)): steps until ``|x|`` passes ``exit_radius`` from starts on a
+    circle of ``start_radius`` about the saddle, per optimizer; the direction of departure where each first
+    passes ``direction_radius``; trajectories from one start for the figure."""
     sec = config["saddle"]
     angles = np.linspace(0, 2 * np.pi, sec["n_starts"], endpoint=False) + np.pi / sec["n_starts"]
     starts = sec["start_radius"] * np.stack([np.cos(angles), np.sin(angles)], 1)
     out = {"angles": angles}
+    landscape = Quadratic([-1.0, 1.0], noise="none", escape_radius=sec["exit_radius"])
     for name in sec["optimizers"]:
-        xs = trajectories(lambda z: 0.5 * (z[1] ** 2 - z[0] ** 2), build(name, sec["learning_rate"]), starts,
-                          sec["max_steps"], stop=sec["exit_radius"])
-        r = np.linalg.norm(xs, axis=2)
+        xs, first = trajectories(landscape, build(name, sec["learning_rate"]), starts, sec["max_steps"])
+        with np.errstate(over="ignore", invalid="ignore"):  # SGD and heavy ball grow without bound once out
+            r = np.linalg.norm(xs.astype(np.float64), axis=2)
         mid = r >= sec["direction_radius"]
         mid_points = xs[np.maximum(np.where(mid.any(0), mid.argmax(0), 0), 0), np.arange(r.shape[1])]
         out[f"{name}_direction_angle"] = np.degrees(np.arctan2(np.abs(mid_points[:, 1]), np.abs(mid_points[:, 0])))
-        left = r >= sec["exit_radius"]
-        first = np.where(left.any(0), left.argmax(0), -1)
         out[f"{name}_steps"] = first
         out[f"{name}_path"] = xs[: (first[0] + 1 if first[0] > 0 else None), 0]
         exit_points = xs[np.maximum(first, 0), np.arange(len(first))]
@@ -106,21 +96,19 @@ def saddle(config: dict) -> dict:
     return out
 
 
-VALLEYS = {"smooth": lambda z: z[0] ** 2 + 1e-3 * z[1] ** 2, "sharp": lambda z: jnp.abs(z[0]) + 1e-4 * jnp.abs(z[1])}
-
-
 def valley(config: dict, which: str) -> dict:
     """One valley: every optimizer from ``valleys.start`` for ``valleys.steps``: the first step within
     ``valleys.tolerance`` of the origin, the end distance, the period and amplitude of each coordinate's tail."""
     sec = config["valleys"]
     out = {}
+    landscape = Valley(which, start=sec["start"], tolerance=sec["tolerance"])
     for name in sec["optimizers"]:
-        xs = trajectories(VALLEYS[which], build(name, sec["learning_rate"]), np.asarray([sec["start"]]),
-                          sec["steps"])[:, 0]
+        xs, first = trajectories(landscape, build(name, sec["learning_rate"]), np.asarray([sec["start"]], np.float32),
+                                 sec["steps"])
+        xs = xs[:, 0].astype(np.float64)
         d = np.linalg.norm(xs, axis=1)
-        within = np.flatnonzero(d <= sec["tolerance"])
         orbits = [detect_period(xs[:, i], max_period=sec["max_period"], window=sec["window"]) for i in range(2)]
-        out[name] = np.asarray([within[0] if within.size else -1, d[-1],
+        out[name] = np.asarray([first[0], d[-1],
                                 *(o.period for o in orbits), *(o.amplitude[0] for o in orbits),
                                 *(float(o.attracting) for o in orbits)])
         keep = max(1, sec["steps"] // 4000)
@@ -137,7 +125,7 @@ def two_cycle(config: dict) -> dict:
     with jax.enable_x64(True):
         for c in sec["grad_magnitudes"]:
             opt = optax.adam(sec["learning_rate"], b1=sec["b1"], b2=sec["b2"], eps=sec["eps"])
-            xs = trajectories(lambda z, c=c: c * jnp.abs(z[0]), opt, np.asarray([[sec["start"]]]), sec["steps"])[:, 0, 0]
+            xs = trajectories(Valley("sharp", c, c), opt, np.full((1, 2), sec["start"]), sec["steps"])[0][:, 0, 0]
             o = detect_period(xs, max_period=128, window=256)
             jump = 2 * float(o.amplitude[0])
             grads = np.unique(np.round(c * np.sign(xs[-8:]), 12))

@@ -28,17 +28,15 @@ import sys
 import zlib
 from pathlib import Path
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
 
-from .. import _random, theory
+from .. import theory
 from ..dynamics import make_dynamics, solve_sde
 from ..landscapes import Quadratic
 from ..optim import make_optimizer
+from ..simulate import escape_times
 from ._config import ConfigError, prepare_run_dir
 from ._console import Console
 from ._schema import (
@@ -146,38 +144,17 @@ def _msd(displacement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 
-@eqx.filter_jit
-def _advance(optimizer, landscape, batch_size: int, key, state, n0, n_steps):
-    """``n_steps`` optimizer steps of every particle from step ``n0`` (a ``fori_loop``, traced length)."""
-    theta, opt_state = state
-    n_words = landscape.noise_words(batch_size)
-    pid = jnp.arange(theta.shape[0], dtype=jnp.uint32)
-    grad_fn = jax.vmap(landscape.stochastic_gradient, in_axes=(0, 0, None))
-    update_fn = jax.vmap(optimizer.update)
-
-    def body(i, carry):
-        theta, opt_state = carry
-        words = _random.block_words(key, n0 + i, pid, n_words + n_words % 2)[:, :n_words]
-        updates, opt_state = update_fn(grad_fn(theta, words, batch_size), opt_state, theta)
-        return optax.apply_updates(theta, updates), opt_state
-
-    return jax.lax.fori_loop(0, n_steps, body, (theta, opt_state))
-
-
 def discrete_positions(landscape, optimizer, *, batch_size: int, n_particles: int, save_steps, key) -> np.ndarray:
     """Positions of ``n_particles`` discrete optimizers started at the landscape's initial point, after each
-    of ``save_steps`` (sorted) iterations: shape ``(saves, particles, dim)``. The same noise model and
-    counter-based words as [`escape.simulate.escape_times`][] (particle ``p``'s gradient noise at step ``t``
-    depends only on ``(key, p, t)``), without the escape test, saving where asked."""
-    theta = jnp.broadcast_to(landscape.initial_point(), (n_particles, landscape.dim))
-    state = (theta, jax.vmap(optimizer.init)(theta))
-    out, n = [], 0
-    for stop in np.asarray(save_steps, np.int64):
-        if stop > n:
-            state = _advance(optimizer, landscape, batch_size, key, state, jnp.int32(n), jnp.int32(stop - n))
-            n = int(stop)
-        out.append(np.asarray(state[0], np.float64))
-    return np.stack(out)
+    of ``save_steps`` (sorted) iterations: shape ``(saves, particles, dim)``. The engine's stepping core
+    ([`escape.simulate.escape_times`][] with ``save_steps``): the same noise model and counter-based words as
+    the first-passage times (particle ``p``'s gradient noise at step ``t`` depends only on ``(key, p, t)``)."""
+    saves = np.asarray(save_steps, np.int64)
+    result = escape_times(landscape, optimizer, batch_size=batch_size, n_particles=n_particles,
+                          max_steps=max(int(saves.max()), 1), key=key, save_steps=saves)
+    index = np.searchsorted(np.asarray(result.saved_steps), saves)
+    return np.asarray(result.positions, np.float64)[index]
+
 
 def run_cell(config: dict, label: str, method: str, *, progress: bool = False) -> dict:
     """MSD per horizon and direction of one (optimizer, method) cell: ``{"T", "msd", "se"}``."""

@@ -8,8 +8,10 @@ from ._noise import (
     GaussianDataNoise as GaussianDataNoise,
     HessianNoise as HessianNoise,
     IsotropicNoise as IsotropicNoise,
+    NoNoise as NoNoise,
     NOISE_MODELS as NOISE_MODELS,
 )
 from ._quadratic import Quadratic as Quadratic
 from ._registry import LANDSCAPES as LANDSCAPES, make_landscape as make_landscape
 from ._styblinski_tang import StyblinskiTang as StyblinskiTang
+from ._valley import Valley as Valley

@@ -126,11 +126,27 @@ class IsotropicNoise(AbstractNoise):
         return jnp.full_like(theta, self.sigma**2)
 
 
-NOISE_MODELS = ("data", "data-gaussian", "hessian", "isotropic")
+class NoNoise(AbstractNoise):
+    """The exact gradient (deterministic optimizer dynamics): no noise words, zero covariance."""
+
+    name: ClassVar[str] = "none"
+
+    def n_words(self, landscape, batch_size):
+        return 0
+
+    def gradient(self, landscape, theta, words, batch_size):
+        return landscape.gradient(theta)
+
+    def covariance_diag(self, landscape, theta, batch_size):
+        return jnp.zeros_like(theta)
+
+
+NOISE_MODELS = ("data", "data-gaussian", "hessian", "isotropic", "none")
 
 
 def make_noise(noise: "str | AbstractNoise", sigma: float | None) -> AbstractNoise:
-    """Resolve a noise-model name (``"data"``, ``"data-gaussian"``, ``"hessian"``, ``"isotropic"``) to an instance."""
+    """Resolve a noise-model name (``"data"``, ``"data-gaussian"``, ``"hessian"``, ``"isotropic"``, ``"none"``) to an
+    instance."""
     if isinstance(noise, AbstractNoise):
         return noise
     if noise == "data":
@@ -139,6 +155,8 @@ def make_noise(noise: "str | AbstractNoise", sigma: float | None) -> AbstractNoi
         return GaussianDataNoise()
     if noise == "hessian":
         return HessianNoise()
+    if noise == "none":
+        return NoNoise()
     if noise == "isotropic":
         if sigma is None:
             raise ValueError("noise: 'isotropic' needs sigma (the gradient-noise standard deviation)")

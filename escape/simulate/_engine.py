@@ -7,6 +7,7 @@ given key does not depend on the chunk size, the number of devices, or the numbe
 beside it.
 """
 
+import collections
 import functools
 import math
 from collections.abc import Sequence
@@ -43,6 +44,10 @@ class EscapeResult(eqx.Module):
     """Raw result of :func:`escape_times`, one entry per particle.
 
     Attributes:
+        saved_steps: the steps at which positions were saved (``save_steps`` of the call; empty if none).
+        positions: positions after each saved step, ``(saves, particles, dim)`` (None if nothing was saved).
+        states: the optimizer states after each saved step (``save_state=True``): the optimizer's state
+            pytree with leading axes ``(saves, particles)``; None otherwise.
         first_passage: number of optimizer steps taken when the escape test first held (-1: never).
         first_divergence: steps taken when a coordinate first became NaN/inf (-1: never).
         escaped: ``first_passage >= 0`` and the particle had not diverged before.
@@ -58,6 +63,9 @@ class EscapeResult(eqx.Module):
     steps_run: int = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
     final: Points
+    saved_steps: tuple[int, ...] = eqx.field(static=True, default=())
+    positions: Array | None = None
+    states: optax.OptState | None = None
 
     @property
     def escaped(self) -> Bool[Array, " particles"]:
@@ -97,8 +105,10 @@ class _State(eqx.Module):
 
 
 @functools.lru_cache(maxsize=32)
-def _make_chunk(optimizer, batch_size: int, n_words: int, unroll: int, n_blocks: int, masked: bool = False):
-    """A jitted function advancing the state by ``n_blocks * unroll`` steps.
+def _make_chunk(optimizer, batch_size: int, n_words: int, unroll: int, n_blocks: int, masked: bool = False,
+                record: bool = False):
+    """A jitted function advancing the state by ``n_blocks * unroll`` steps (``record``: and returning the
+    positions after every one of them, ``(n_blocks * unroll, dim, particles)``, for dense saves).
 
     Inputs arrive sharded over the particle axis; every operation is per particle (the data set is
     replicated), so the partitioner keeps each device on its own particles with no communication but
@@ -114,6 +124,7 @@ def _make_chunk(optimizer, batch_size: int, n_words: int, unroll: int, n_blocks:
 
     @eqx.filter_jit
     def chunk(state: _State, pid, landscape, key, t0, max_steps):
+        """Steps ``t0 .. t0 + n_blocks * unroll``; masked: only the steps in ``[t0, max_steps)`` act."""
         grad_fn = jax.vmap(landscape.stochastic_gradient, in_axes=(-1, 0, None), out_axes=-1)
         update_fn = jax.vmap(optimizer.update, in_axes=-1, out_axes=-1)
         escaped_fn = jax.vmap(landscape.escaped, in_axes=-1)
@@ -126,24 +137,32 @@ def _make_chunk(optimizer, batch_size: int, n_words: int, unroll: int, n_blocks:
                 words = jax.lax.optimization_barrier(words)
             else:
                 words = jnp.zeros((n_local, 0), jnp.uint32)
+            seen = []
             for u in range(unroll):
                 t = block * unroll + u
                 g = grad_fn(theta, words[:, u * n_words : (u + 1) * n_words], batch_size)
-                updates, opt_state = update_fn(g, opt_state, theta)
-                live = t < max_steps
+                updates, new_state = update_fn(g, opt_state, theta)
+                live = (t < max_steps) & (t >= t0) if masked else t < max_steps
                 new = optax.apply_updates(theta, updates)
-                # Only the chunk that crosses the horizon is masked (a select costs ~40% of a step on CPU):
-                # `final` is then the state at max_steps.
-                theta = jnp.where(live, new, theta) if masked else new
+                # Only a chunk that crosses the horizon or a save step (or starts between blocks) is masked (a
+                # select costs ~40% of a step on CPU): the state is then exactly the one after max_steps.
+                if masked:
+                    theta = jnp.where(live, new, theta)
+                    opt_state = jax.tree.map(lambda a, b: jnp.where(live, a, b), new_state, opt_state)
+                else:
+                    theta, opt_state = new, new_state
                 bad = live & (fd < 0) & ~jnp.all(jnp.isfinite(theta), axis=0)
                 fd = jnp.where(bad, t + 1, fd)
                 hit = live & (fp < 0) & (fd < 0) & escaped_fn(theta)
                 fp = jnp.where(hit, t + 1, fp)
-            return _State(theta, opt_state, fp, fd), None
+                seen.append(theta)
+            return _State(theta, opt_state, fp, fd), (jnp.stack(seen) if record else None)
 
         blocks = t0 // unroll + jnp.arange(n_blocks, dtype=t0.dtype)
-        state, _ = jax.lax.scan(body, state, blocks)
+        state, seen = jax.lax.scan(body, state, blocks)
         done = jnp.all((state.first_passage >= 0) | (state.first_divergence >= 0))
+        if record:
+            return state, done, seen.reshape(-1, *seen.shape[2:])
         return state, done
 
     return chunk
@@ -161,6 +180,8 @@ def escape_times(
     init: Array | None = None,
     devices: Sequence[jax.Device] | None = None,
     progress: bool = False,
+    save_steps: Sequence[int] | None = None,
+    save_state: bool = False,
 ) -> EscapeResult:
     """Run ``n_particles`` independent optimizers on ``landscape`` and record first-passage steps.
 
@@ -180,6 +201,11 @@ def escape_times(
         init: starting point, shape ``(dim,)`` or ``(n_particles, dim)``.
         devices: devices to shard particles over (default: all local devices).
         progress: show a progress bar.
+        save_steps: steps (integers in ``[0, max_steps]``) after which every particle's position is saved
+            (``positions``), with its optimizer state if ``save_state``. The same stepping and noise as the
+            first-passage times (saving changes no particle's path); the run goes on to the last save even if
+            every particle has escaped.
+        save_state: save the optimizer states too (``states``).
 
     Returns:
         An :class:`EscapeResult`.
@@ -192,6 +218,9 @@ def escape_times(
     n_particles = check_integer("escape_times", "n_particles", n_particles, 1)
     max_steps = check_integer("escape_times", "max_steps", max_steps, 1)
     chunk_size = check_integer("escape_times", "chunk_size", chunk_size, 1)
+    saves = np.zeros(0, np.int64) if save_steps is None else np.unique(np.asarray(save_steps, np.int64))
+    if saves.size and (saves[0] < 0 or saves[-1] > max_steps):
+        raise ValueError(f"escape_times: save_steps must lie in [0, max_steps = {max_steps}]")
     devices = list(jax.devices() if devices is None else devices)
     n_dev = len(devices)
     n_words = landscape.noise_words(batch_size)
@@ -200,7 +229,9 @@ def escape_times(
     padded = math.ceil(n_particles / n_dev) * n_dev
 
     dim = landscape.dim
-    theta0 = landscape.initial_point() if init is None else jnp.asarray(init, jnp.float32)
+    theta0 = landscape.initial_point() if init is None else jnp.asarray(init)
+    if not jnp.issubdtype(theta0.dtype, jnp.floating):
+        theta0 = theta0.astype(jnp.float32)  # a float64 start (under jax x64) runs in float64
     if theta0.shape == (dim,):
         theta0 = jnp.broadcast_to(theta0, (n_particles, dim))
     if theta0.shape != (n_particles, dim):
@@ -223,23 +254,57 @@ def escape_times(
     chunk_last = _make_chunk(optimizer, batch_size, n_words, unroll, n_blocks, masked=True)
 
     steps_per_chunk = n_blocks * unroll
+    positions, states = [], []
+
+    def record():
+        positions.append(np.asarray(state.theta).T[:n_particles])
+        if save_state:
+            states.append(jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0)[:n_particles], state.opt_state))
+
+    pending = collections.deque(int(s) for s in saves)
+    if pending and pending[0] == 0:
+        record()
+        pending.popleft()
+    recorder = None
     t = 0
     bar = tqdm(total=max_steps, disable=not progress, unit="step", leave=False, dynamic_ncols=True)
     try:
         while t < max_steps:
-            fn = chunk_last if t + steps_per_chunk > max_steps else chunk
-            state, done = fn(state, pid, landscape, key, jnp.int32(t), jnp.int32(max_steps))
-            advance = min(steps_per_chunk, max_steps - t)
-            t += advance
-            bar.update(advance)
-            if bool(done):
+            start = t - t % unroll
+            full_end = min(start + steps_per_chunk, max_steps)
+            dense = len(pending) > 2 and pending[2] <= full_end and not save_state
+            if dense:  # many saves in this chunk: one recording chunk, positions picked on the host
+                recorder = recorder or _make_chunk(optimizer, batch_size, n_words, unroll, n_blocks, True, True)
+                state, done, seen = recorder(state, pid, landscape, key, jnp.int32(t), jnp.int32(full_end))
+                seen = np.asarray(seen)
+                picked = []
+                while pending and pending[0] <= full_end:
+                    picked.append(pending.popleft() - start - 1)
+                positions.extend(np.swapaxes(seen[np.asarray(picked)], 1, 2)[:, :n_particles])
+                bar.update(full_end - t)
+                t = full_end
+            else:
+                end = min(full_end, pending[0] if pending else max_steps)
+                whole = t == start and end - t == steps_per_chunk
+                fn = chunk if whole else chunk_last
+                state, done = fn(state, pid, landscape, key, jnp.int32(t), jnp.int32(max_steps if whole else end))
+                bar.update(end - t)
+                t = end
+                if pending and t == pending[0]:
+                    record()
+                    pending.popleft()
+            if bool(done) and not pending:
                 break
     finally:
         bar.close()
+    stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs) if xs else None  # noqa: E731
     return EscapeResult(
         first_passage=state.first_passage[:n_particles],
         first_divergence=state.first_divergence[:n_particles],
         steps_run=t,
         max_steps=max_steps,
         final=state.theta.T[:n_particles],
+        saved_steps=tuple(int(s) for s in saves),
+        positions=jnp.asarray(np.stack(positions)) if positions else None,
+        states=stack(states) if save_state else None,
     )
