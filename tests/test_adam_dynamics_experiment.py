@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _exits import assert_run_exits_2
 from escape.cli import main
 from escape.theory import adam_flat_bound, adam_step_bound
 
@@ -44,11 +45,4 @@ def test_smoke_run_tables_and_resume(tmp_path, capsys):
     (["saddle.exit_radius=1e-4"], "saddle needs start_radius < direction_radius <= exit_radius"),
 ])
 def test_bad_config_exits_2(sets, needle, tmp_path, capsys):
-    args = ["run", "adam_dynamics", "--out", str(tmp_path / "o"), "--quiet"]
-    for s in sets:
-        args += ["--set", s]
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(err) == 1 and needle in err[0], err
-    assert not (tmp_path / "o").exists()
+    assert_run_exits_2("adam_dynamics", sets, needle, tmp_path, capsys)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _exits import assert_run_exits_2
 from escape.cli import main
 
 
@@ -49,11 +50,4 @@ def test_smoke_run_tables_figures_and_resume(tmp_path, capsys):
     (["grid.learning_rate=0"], "grid.learning_rate"),
 ])
 def test_bad_config_exits_2(sets, needle, tmp_path, capsys):
-    args = ["run", "implicit_bias", "--out", str(tmp_path / "o"), "--quiet"]
-    for s in sets:
-        args += ["--set", s]
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(err) == 1 and needle in err[0], err
-    assert not (tmp_path / "o").exists()
+    assert_run_exits_2("implicit_bias", sets, needle, tmp_path, capsys)

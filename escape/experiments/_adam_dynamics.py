@@ -10,18 +10,16 @@ Outputs: ``bounds.csv``, ``noise.csv``, ``saddle.csv``, ``valleys.csv``, ``two_c
 ``adam_dynamics.png``, ``manifest.json``; one cell per part (one per valley).
 """
 
-import io
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import _adam_cells as cells
-from ._config import ConfigError, prepare_run_dir
-from ._console import Console
-from ._io import atomic_write_bytes, atomic_write_text, finished_cells, read_table, rebuild_outputs
-from ._schema import Integer, Key, ListOf, Number, OptionalSection, Schema, Section, String, seed_key
+from ._cells import run_cells
+from ._config import ConfigError
+from ._io import atomic_write_text, finished_cells, read_table
+from ._schema import Integer, Key, ListOf, Number, OptionalSection, Schema, Section, String, parts_section, seed_key
 
 PARTS = ("bounds", "noise", "saddle", "valleys", "two-cycle")
 
@@ -40,9 +38,7 @@ SCHEMA = Schema(
     Section(
         {"seed": seed_key()},
         sections={
-            "run": OptionalSection({
-                "parts": Key(ListOf(String(PARTS), "parts", distinct=True), list(PARTS), "what to run"),
-            }, "Which parts run."),
+            "run": parts_section(PARTS),
             "bounds": OptionalSection({
                 "b1": Key(ListOf(Number(ge=0, lt=1), "betas in [0, 1)"), [0.9, 0.9, 0.5, 0.8], "b1 values, paired"),
                 "b2": Key(ListOf(Number(ge=0, lt=1), "betas in [0, 1)"), [0.999, 0.99, 0.9, 0.95], "b2 values, paired"),
@@ -125,22 +121,8 @@ def run_cell(config: dict, name: str) -> dict:
 
 
 def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
-    """Run (or resume) every cell of a resolved config, then write the tables and the figure."""
-    out = prepare_run_dir(out, config)
-    names = cell_names(config)
-    todo = [n for n in names if not (out / "cells" / f"{n}.npz").exists()]
-    console = Console(progress, len(names), done=len(names) - len(todo), unit="cell", where=out)
-    try:
-        for name in todo:
-            console.begin(name)
-            cell = run_cell(config, name)
-            buf = io.BytesIO()
-            np.savez(buf, **cell)
-            atomic_write_bytes(out / "cells" / f"{name}.npz", buf.getvalue())
-            console.done(name)
-    finally:
-        console.close()
-    return rebuild_outputs(sys.modules[__name__], config, out)
+    """Run (or resume) every cell of a resolved config, then write the tables and figures."""
+    return run_cells(__name__, config, out, cell_names(config), run_cell, progress=progress)
 
 
 BOUND_COLUMNS = ["b1", "b2", "step_bound", "flat_bound"] + [

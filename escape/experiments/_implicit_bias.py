@@ -13,8 +13,6 @@ Outputs: ``orders.csv`` (one row per problem, ODE and h), ``fit.csv`` (the log-l
 ``implicit_bias.png``, ``grid.png``, ``manifest.json``; one cell per part and per grid point.
 """
 
-import io
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +20,10 @@ import pandas as pd
 
 from ..modified import order_slope
 from . import _implicit_cells as cells
-from ._config import ConfigError, prepare_run_dir
-from ._console import Console
-from ._io import atomic_write_bytes, atomic_write_text, finished_cells, read_table, rebuild_outputs
-from ._schema import Integer, Key, ListOf, Number, OptionalSection, Schema, Section, String, seed_key
+from ._cells import run_cells
+from ._config import ConfigError
+from ._io import atomic_write_text, finished_cells, read_table
+from ._schema import Integer, Key, ListOf, Number, OptionalSection, Schema, Section, parts_section, seed_key
 
 PARTS = ("orders", "regimes", "large-eps", "grid")
 ORDER_CELLS = {"orders-bilinear": cells.bilinear_orders, "orders-network": cells.network_orders,
@@ -58,9 +56,7 @@ SCHEMA = Schema(
     Section(
         {"seed": seed_key()},
         sections={
-            "run": OptionalSection({
-                "parts": Key(ListOf(String(PARTS), "parts", distinct=True), list(PARTS), "what to run"),
-            }, "Which parts run."),
+            "run": parts_section(PARTS),
             "bilinear": OptionalSection({
                 "start": Key(ListOf(Number(), "two numbers", min_len=2), [2.8, 3.5], "start point (theta_1, theta_2)"),
                 **_sweep_keys(0.9, 0.95, 1e-6, 0.5, 1e-4, 1e-3, 6),
@@ -175,21 +171,7 @@ def _summary(name: str, cell: dict) -> str:
 
 def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
     """Run (or resume) every cell of a resolved config, then write the tables and figures."""
-    out = prepare_run_dir(out, config)
-    names = cell_names(config)
-    todo = [n for n in names if not (out / "cells" / f"{n}.npz").exists()]
-    console = Console(progress, len(names), done=len(names) - len(todo), unit="cell", where=out)
-    try:
-        for name in todo:
-            console.begin(name)
-            cell = run_cell(config, name)
-            buf = io.BytesIO()
-            np.savez(buf, **cell)
-            atomic_write_bytes(out / "cells" / f"{name}.npz", buf.getvalue())
-            console.done(_summary(name, cell))
-    finally:
-        console.close()
-    return rebuild_outputs(sys.modules[__name__], config, out)
+    return run_cells(__name__, config, out, cell_names(config), run_cell, progress=progress, summary=_summary)
 
 
 def _csv(out: Path, name: str, table: pd.DataFrame) -> None:

@@ -456,3 +456,10 @@ def batch_size_key() -> Key:
 
 def particles_key() -> Key:
     return Key(Integer(min=1), 1000, "independent runs per cell")
+
+
+def parts_section(parts: tuple[str, ...]) -> "OptionalSection":
+    """The ``[run]`` section of an experiment made of optional parts: ``run.parts``, all of them by default."""
+    return OptionalSection({
+        "parts": Key(ListOf(String(parts), "parts", distinct=True), list(parts), "what to run"),
+    }, "Which parts run.")

@@ -1,0 +1,33 @@
+"""The cell loop every experiment made of independent cells shares: resume, atomic cell files, progress."""
+
+import io
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ._config import prepare_run_dir
+from ._console import Console
+from ._io import atomic_write_bytes, rebuild_outputs
+
+
+def run_cells(module_name: str, config: dict, out: Path, names: list[str], compute: Callable[[dict, str], dict],
+              *, progress: str, summary: Callable[[str, dict], str] = lambda name, cell: name):
+    """Run (or resume) the cells ``names`` of a resolved config in ``out`` (each ``compute(config, name)``, saved
+    atomically as ``cells/NAME.npz``; finished ones are skipped), then rebuild the tables and figures with the
+    module's ``write_results``, ``write_fit`` and ``plot``; returns the results table."""
+    out = prepare_run_dir(out, config)
+    todo = [n for n in names if not (out / "cells" / f"{n}.npz").exists()]
+    console = Console(progress, len(names), done=len(names) - len(todo), unit="cell", where=out)
+    try:
+        for name in todo:
+            console.begin(name)
+            cell = compute(config, name)
+            buf = io.BytesIO()
+            np.savez(buf, **cell)
+            atomic_write_bytes(out / "cells" / f"{name}.npz", buf.getvalue())
+            console.done(summary(name, cell))
+    finally:
+        console.close()
+    return rebuild_outputs(sys.modules[module_name], config, out)
