@@ -87,8 +87,9 @@ def saddle(config: dict) -> dict:
         with np.errstate(over="ignore", invalid="ignore"):  # SGD and heavy ball grow without bound once out
             r = np.linalg.norm(xs.astype(np.float64), axis=2)
         mid = r >= sec["direction_radius"]
-        mid_points = xs[np.maximum(np.where(mid.any(0), mid.argmax(0), 0), 0), np.arange(r.shape[1])]
-        out[f"{name}_direction_angle"] = np.degrees(np.arctan2(np.abs(mid_points[:, 1]), np.abs(mid_points[:, 0])))
+        mid_points = xs[mid.argmax(0), np.arange(r.shape[1])]
+        angle = np.degrees(np.arctan2(np.abs(mid_points[:, 1]), np.abs(mid_points[:, 0])))
+        out[f"{name}_direction_angle"] = np.where(mid.any(0), angle, np.nan)  # NaN: never got that far
         out[f"{name}_steps"] = first
         out[f"{name}_path"] = xs[: (first[0] + 1 if first[0] > 0 else None), 0]
         exit_points = xs[np.maximum(first, 0), np.arange(len(first))]

@@ -162,7 +162,8 @@ def write_results(config: dict, out: Path) -> pd.DataFrame:
                          "min_steps": int(steps[ok].min()) if ok.any() else -1,
                          "max_steps": int(steps[ok].max()) if ok.any() else -1,
                          "median_exit_angle_deg": float(np.median(s[f"{name}_exit_angle"][ok])) if ok.any() else np.nan,
-                         "median_direction_angle_deg": float(np.median(s[f"{name}_direction_angle"]))})
+                         "median_direction_angle_deg": float(np.nanmedian(s[f"{name}_direction_angle"]))
+                         if np.isfinite(s[f"{name}_direction_angle"]).any() else np.nan})
     _csv(out, "saddle.csv", pd.DataFrame(rows))
     rows = []
     for which in ("smooth", "sharp"):

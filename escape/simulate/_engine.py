@@ -205,7 +205,9 @@ def escape_times(
             (``positions``), with its optimizer state if ``save_state``. The same stepping and noise as the
             first-passage times (saving changes no particle's path); the run goes on to the last save even if
             every particle has escaped.
-        save_state: save the optimizer states too (``states``).
+        save_state: save the optimizer states too (``states``). States are read between chunks, so each save
+            then ends a chunk: saving states at many close steps costs a chunk per save (positions alone are
+            recorded inside one chunk when saves are dense).
 
     Returns:
         An :class:`EscapeResult`.
@@ -218,7 +220,10 @@ def escape_times(
     n_particles = check_integer("escape_times", "n_particles", n_particles, 1)
     max_steps = check_integer("escape_times", "max_steps", max_steps, 1)
     chunk_size = check_integer("escape_times", "chunk_size", chunk_size, 1)
-    saves = np.zeros(0, np.int64) if save_steps is None else np.unique(np.asarray(save_steps, np.int64))
+    raw = np.zeros(0, np.int64) if save_steps is None else np.asarray(save_steps).ravel()
+    if raw.size and not (np.issubdtype(raw.dtype, np.integer) or np.all(np.mod(raw, 1) == 0)):
+        raise ValueError("escape_times: save_steps must be integers")
+    saves = np.unique(raw.astype(np.int64))
     if saves.size and (saves[0] < 0 or saves[-1] > max_steps):
         raise ValueError(f"escape_times: save_steps must lie in [0, max_steps = {max_steps}]")
     devices = list(jax.devices() if devices is None else devices)
@@ -230,8 +235,8 @@ def escape_times(
 
     dim = landscape.dim
     theta0 = landscape.initial_point() if init is None else jnp.asarray(init)
-    if not jnp.issubdtype(theta0.dtype, jnp.floating):
-        theta0 = theta0.astype(jnp.float32)  # a float64 start (under jax x64) runs in float64
+    if theta0.dtype != jnp.float64:
+        theta0 = theta0.astype(jnp.float32)  # a float64 start (under jax x64) runs in float64, all else float32
     if theta0.shape == (dim,):
         theta0 = jnp.broadcast_to(theta0, (n_particles, dim))
     if theta0.shape != (n_particles, dim):

@@ -8,7 +8,8 @@ import numpy as np
 class PeriodicOrbit(NamedTuple):
     """``period`` (0: none found), ``amplitude`` (half the peak-to-peak range over the last window, per
     coordinate), ``residual`` (max |x_{n+p} - x_n| over the last window), ``attracting`` (the residual over the
-    last window is below ``shrink`` times the one a window earlier, or at the resolution ``tol``) and
+    last window is below ``shrink`` times the one a window earlier, or that earlier one was already at the
+    resolution ``tol``) and
     ``centre`` (the mean of the last window)."""
 
     period: int
@@ -18,14 +19,15 @@ class PeriodicOrbit(NamedTuple):
     centre: np.ndarray
 
 
-def detect_period(x, *, max_period: int = 64, window: int = 256, tol: float = 1e-9, shrink: float = 0.5,
+def detect_period(x, *, max_period: int = 64, window: int = 256, tol: float = 1e-9, shrink: float = 1.0,
                   rtol: float = 1e-6) -> PeriodicOrbit:
     """The smallest period ``p <= max_period`` with ``|x_{n+p} - x_n| <= rtol * scale + tol`` over the last
     ``window`` iterates of ``x`` (shape ``(steps,)`` or ``(steps, dim)``; ``scale`` the range of the window).
 
     A sequence converging to a point has period 1 (and amplitude near 0); no such ``p`` gives period 0.
-    Attracting: the same residual measured a window earlier was larger by ``1 / shrink`` at least (the orbit
-    pulls the iterates in), or both are at the resolution ``tol``.
+    Attracting: the same residual measured a window earlier was larger than the last one by ``1 / shrink`` at
+    least (the orbit pulls the iterates in; ``shrink = 1``: any decrease), or it was already at the resolution
+    ``tol`` (an exact orbit).
 
     Raises:
         ValueError: fewer than ``2 window + max_period`` iterates, or non-positive sizes.
@@ -50,6 +52,6 @@ def detect_period(x, *, max_period: int = 64, window: int = 256, tol: float = 1e
         r = residual(p, n)
         if r <= rtol * scale + tol:
             earlier = residual(p, n - window)
-            attracting = earlier <= tol or r <= shrink * earlier or earlier <= rtol * scale + tol
+            attracting = earlier <= tol or r < shrink * earlier
             return PeriodicOrbit(p, np.ptp(last, axis=0) / 2, r, bool(attracting), last.mean(axis=0))
     return PeriodicOrbit(0, np.ptp(last, axis=0) / 2, residual(1, n), False, last.mean(axis=0))

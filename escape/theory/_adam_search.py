@@ -59,9 +59,9 @@ def _starts(b1, b2, length, n_random, key):
         s.append(r ** np.arange(length - 1, -1, -1.0))
     structured = jnp.asarray(np.stack(s) + 1e-6)  # no exact zeros: sqrt(v) has no derivative at v = 0
     k1, k2, k3 = jax.random.split(key, 3)
-    n = max(n_random // 3, 1)
-    random = [jnp.abs(jax.random.normal(k1, (n, length))), jax.random.uniform(k2, (n, length)),
-              jax.random.normal(k3, (n_random - 2 * n if n_random > 2 * n else n, length))]
+    counts = [n_random // 3 + (i < n_random % 3) for i in range(3)]  # n_random in all, as even as can be
+    random = [jnp.abs(jax.random.normal(k1, (counts[0], length))), jax.random.uniform(k2, (counts[1], length)),
+              jax.random.normal(k3, (counts[2], length))]
     return jnp.concatenate([structured, *random]), structured.shape[0]
 
 
@@ -120,7 +120,8 @@ def _ascend(value, starts, iterations, learning_rate):
         g0 = normalise(g0)
         (g, _, best, arg), _ = jax.lax.scan(body, (g0, opt.init(g0), -jnp.inf, g0), None, length=iterations)
         v = value(g)
-        return jnp.maximum(best, v), jnp.where(v > best, g, arg)
+        keep = jnp.isfinite(v) & (v > best)  # a NaN at the end must not discard the best value found
+        return jnp.where(keep, v, best), jnp.where(keep, g, arg)
 
     best, arg = jax.vmap(run)(starts)
     _ascend.last = np.asarray(arg)
