@@ -13,13 +13,14 @@ from ._io import atomic_write_bytes, rebuild_outputs
 
 
 def run_cells(module_name: str, config: dict, out: Path, names: list[str], compute: Callable[[dict, str], dict],
-              *, progress: str, summary: Callable[[str, dict], str] = lambda name, cell: name):
+              *, progress: str, summary: Callable[[str, dict], str] = lambda name, cell: name, unit: str = "cell"):
     """Run (or resume) the cells ``names`` of a resolved config in ``out`` (each ``compute(config, name)``, saved
-    atomically as ``cells/NAME.npz``; finished ones are skipped), then rebuild the tables and figures with the
+    atomically as ``cells/NAME.npz``; finished ones are skipped; ``summary(name, cell)`` is its progress line),
+    then rebuild the tables and figures with the
     module's ``write_results``, ``write_fit`` and ``plot``; returns the results table."""
     out = prepare_run_dir(out, config)
     todo = [n for n in names if not (out / "cells" / f"{n}.npz").exists()]
-    console = Console(progress, len(names), done=len(names) - len(todo), unit="cell", where=out)
+    console = Console(progress, len(names), done=len(names) - len(todo), unit=unit, where=out)
     try:
         for name in todo:
             console.begin(name)

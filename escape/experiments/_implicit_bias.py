@@ -180,13 +180,11 @@ def _csv(out: Path, name: str, table: pd.DataFrame) -> None:
 
 def _at_loss_level(steps, loss, norm, level):
     """``(step, one-norm)`` where the training loss first falls to ``level`` (log-linear between measurements)."""
-    below = np.flatnonzero(loss <= level)
-    if below.size == 0:
+    i, w = cells.first_crossing(np.log(loss), np.log(level))
+    if i < 0:
         return np.nan, np.nan
-    i = int(below[0])
     if i == 0:
         return float(steps[0]), float(norm[0])
-    w = (np.log(loss[i - 1]) - np.log(level)) / (np.log(loss[i - 1]) - np.log(loss[i]))
     return float(steps[i - 1] + w * (steps[i] - steps[i - 1])), float(np.exp((1 - w) * np.log(norm[i - 1])
                                                                            + w * np.log(norm[i])))
 

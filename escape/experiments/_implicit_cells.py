@@ -29,17 +29,19 @@ def _solver_kw(solver: dict) -> dict:
     return {"rtol": solver["rtol"], "atol": solver["atol"], "max_steps": solver["max_steps"]}
 
 
-def _sweep(loss, params, sec, solver, odes, schedule=None):
+def _sweep(loss, params, sec, solver, odes, minibatches: int | None = None):
+    """Global errors of each ODE over the section's h sweep; with ``minibatches``, ``loss(params, b)`` takes the
+    minibatches in turn and the ODEs are Theorem 3.1's piecewise ones."""
     hs = horizon_step_sizes(sec["horizon"], sec["h_min"], sec["h_max"], sec["n_h"])
     b1, b2, eps = sec["b1"], sec["b2"], sec["eps"]
+    schedule = None if minibatches is None else np.arange(int(round(sec["horizon"] / hs.min()))) % minibatches
     errors = {}
     for name, spec in odes.items():
         if schedule is None:
             order, bc = spec
             make = lambda h, o=order, c=bc: AdamEquation(loss, h, b1, b2, eps, order=o, bias_correction=c)  # noqa: E731
         else:
-            length = int(round(sec["horizon"] / hs.min()))
-            make = lambda h, o=spec: MinibatchAdamEquation(loss, schedule[:length], h, b1, b2, eps, order=o)  # noqa: E731
+            make = lambda h, o=spec: MinibatchAdamEquation(loss, schedule, h, b1, b2, eps, order=o)  # noqa: E731
         errors[name] = global_errors(make, loss, params, learning_rates=hs, horizon=sec["horizon"], b1=b1, b2=b2,
                                      eps=eps, schedule=schedule, **_solver_kw(solver))
     return {"learning_rate": hs, "ode": np.asarray(list(errors)), "error": np.stack(list(errors.values()))}
@@ -85,20 +87,24 @@ def minibatch_orders(config: dict) -> dict:
     sec = {**net, "horizon": net["minibatch_horizon"]}
     with jax.enable_x64(True):
         params, _, batch = _network(config, net["minibatches"])
-        length = int(round(sec["horizon"] / min(horizon_step_sizes(sec["horizon"], net["h_min"], net["h_max"],
-                                                                   net["n_h"]))))
-        schedule = np.arange(length) % net["minibatches"]
-        return _sweep(batch, params, sec, config["solver"], MINIBATCH_ODES, schedule=schedule)
+        return _sweep(batch, params, sec, config["solver"], MINIBATCH_ODES, minibatches=net["minibatches"])
+
+
+def first_crossing(values: np.ndarray, level: float) -> tuple[int, float]:
+    """``(i, w)``: ``values[i]`` is the first at or below ``level`` and ``(1 - w) values[i-1] + w values[i]`` equals
+    it on the segment before (``w = 1`` at ``i = 0``); ``(-1, nan)`` if no value gets there."""
+    below = np.flatnonzero(values <= level)
+    if below.size == 0:
+        return -1, float("nan")
+    i = int(below[0])
+    return (0, 1.0) if i == 0 else (i, float((values[i - 1] - level) / (values[i - 1] - values[i])))
 
 
 def _crossing(traj: np.ndarray, level: float):
     """The point where the loss first falls to ``level`` (linear between iterates), its index, or None."""
-    loss = np.asarray(jax.vmap(bilinear_loss)(jnp.asarray(traj)))
-    below = np.flatnonzero(loss <= level)
-    if below.size == 0 or below[0] == 0:
+    i, w = first_crossing(np.asarray(jax.vmap(bilinear_loss)(jnp.asarray(traj))), level)
+    if i <= 0:
         return None, -1
-    i = int(below[0])
-    w = (loss[i - 1] - level) / (loss[i - 1] - loss[i])
     return traj[i - 1] * (1 - w) + traj[i] * w, i
 
 

@@ -14,8 +14,6 @@ correlation and log-log slope of ``v' C_1 v`` against ``|lambda|``, and their me
 ``gaussianity.csv`` (per point and batch size), ``noise.png``, ``manifest.json``; one cell per point.
 """
 
-import io
-import sys
 from pathlib import Path
 
 import jax
@@ -29,9 +27,9 @@ from ..curvature import hessian_eigenpairs, spectral_density
 from ..curvature._noise import dense_noise_covariance, hill_tail_index, minibatch_noise, per_sample_projections
 from ..stability import train_full_batch
 from ._aeos import init_params, load_data, mlp_section, tanh_mlp
-from ._config import ConfigError, prepare_run_dir
-from ._console import Console
-from ._io import atomic_write_bytes, atomic_write_text, finished_cells, read_table, rebuild_outputs
+from ._cells import run_cells
+from ._config import ConfigError
+from ._io import atomic_write_text, finished_cells, read_table
 from ._schema import Integer, Key, ListOf, Number, OptionalSection, Schema, Section, String, UNSET, seed_key
 
 POINTS = ("init", "trained")
@@ -96,10 +94,6 @@ def _problem(config):
     return params, per_example, full, (x, labels)
 
 
-def _cell_path(out: Path, point: str) -> Path:
-    return Path(out) / "cells" / f"{point}.npz"
-
-
 def run_point(config: dict, point: str) -> dict:
     """Eigenpairs, projections, checks and Gaussianity at one point (``init`` or ``trained``)."""
     run = config["run"]
@@ -142,23 +136,14 @@ def run_point(config: dict, point: str) -> dict:
 
 def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
     """Run (or resume) both points of a resolved config, then write the tables and the figure."""
-    out = prepare_run_dir(out, config)
-    todo = [p for p in POINTS if not _cell_path(out, p).exists()]
-    console = Console(progress, len(POINTS), done=len(POINTS) - len(todo), unit="point", where=out)
-    try:
-        for point in todo:
-            console.begin(point)
-            cell = run_point(config, point)
-            buf = io.BytesIO()
-            np.savez(buf, **cell)
-            atomic_write_bytes(_cell_path(out, point), buf.getvalue())
-            bands = write_results(config, out)
-            rows = bands[bands["point"] == point]
-            console.done(f"{point}: loss {cell['loss']:.3g}; median v'C_1v / |lambda| by band "
-                         + ", ".join(f"{r.ratio_median:.3g}" for r in rows.itertuples()))
-    finally:
-        console.close()
-    return rebuild_outputs(sys.modules[__name__], config, out)
+
+    def summary(point: str, cell: dict) -> str:  # the tables so far, and this point's bands
+        bands = write_results(config, Path(out))
+        rows = bands[bands["point"] == point]
+        return (f"{point}: loss {cell['loss']:.3g}; median v'C_1v / |lambda| by band "
+                + ", ".join(f"{r.ratio_median:.3g}" for r in rows.itertuples()))
+
+    return run_cells(__name__, config, out, list(POINTS), run_point, progress=progress, summary=summary, unit="point")
 
 
 def write_results(config: dict, out: Path) -> pd.DataFrame:

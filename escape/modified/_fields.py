@@ -85,8 +85,7 @@ class HeavyBallEquation(eqx.Module):
 
     def __check_init__(self):
         check_adam_hyperparameters("HeavyBallEquation", self.learning_rate, self.b1, 0.0, self.eps)
-        if isinstance(self.eps, (int, float)) and not self.eps > 0:
-            raise ValueError(f"HeavyBallEquation: eps must be > 0, got {self.eps!r}")
+        check_positive("HeavyBallEquation", "eps", self.eps)  # its 1 / sqrt(eps) needs eps > 0
 
     def __call__(self, n, theta: PyTree) -> PyTree:
         g, hvp = jax.linearize(jax.grad(self.loss), theta)

@@ -6,18 +6,17 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jaxtyping import Array, PyTree
 
+from .._checks import check_integer
+from ..optim._validate import check_positive
 from ._fields import check_adam_hyperparameters
 
 
 def _check_steps(owner: str, step_size, steps) -> None:
-    if isinstance(step_size, (int, float)) and not step_size > 0:
-        raise ValueError(f"{owner}: step_size must be > 0, got {step_size!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"{owner}: steps must be an integer >= 1 (a horizon of at least one step), got {steps!r}")
+    check_positive(owner, "step_size", step_size)
+    check_integer(owner, "steps", steps, 1)  # a horizon of at least one step
 
 
 def solve_modified(

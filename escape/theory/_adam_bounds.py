@@ -12,12 +12,13 @@ bounds hold for optax's Adam as it is.
 
 import numpy as np
 
+from .._checks import check_integer
+from ..optim._validate import check_interval, check_positive
+
 
 def _check(owner: str, b1, b2) -> tuple[float, float]:
     for name, value in (("b1", b1), ("b2", b2)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-                or not 0.0 <= float(value) < 1.0:
-            raise ValueError(f"{owner}: {name} must be in [0, 1), got {value!r}")
+        check_interval(owner, name, value, 0.0, 1.0, closed_low=True, closed_high=False)
     b1, b2 = float(b1), float(b2)
     if not b1 < np.sqrt(b2):
         raise ValueError(f"{owner}: needs b1 < sqrt(b2) (b1^2 < b2), got b1={b1!r}, b2={b2!r}: the bound diverges")
@@ -25,9 +26,7 @@ def _check(owner: str, b1, b2) -> tuple[float, float]:
 
 
 def _check_lr(owner: str, learning_rate) -> float:
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.floating, np.integer)) \
-            or not float(learning_rate) > 0:
-        raise ValueError(f"{owner}: learning_rate must be > 0, got {learning_rate!r}")
+    check_positive(owner, "learning_rate", learning_rate)
     return float(learning_rate)
 
 
@@ -59,8 +58,7 @@ def adam_step_maximiser(b1: float = 0.9, b2: float = 0.999, length: int = 1000) 
     ``g_{t-i} = (b1 / b2)^i`` (largest entry 1, the last). Its step is the bound times
     ``sqrt(1 - (b1^2 / b2)^length)``."""
     b1, b2 = _check("adam_step_maximiser", b1, b2)
-    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
-        raise ValueError(f"adam_step_maximiser: length must be an integer >= 1, got {length!r}")
+    check_integer("adam_step_maximiser", "length", length, 1)
     ratio = b1 / b2 if b2 > 0 else 0.0
     return ratio ** np.arange(length - 1, -1, -1, dtype=float)
 

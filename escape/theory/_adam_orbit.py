@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..optim._validate import check_interval, check_positive
 from ._adam_bounds import _check_lr
 
 FORMS = ("eps-outside", "eps-inside", "seed")
@@ -18,10 +19,8 @@ def adam_two_cycle_jump(grad_magnitude: float, b1: float = 0.9, learning_rate: f
     points ``w``, ``w - jump`` with ``grad L(w) = C = -grad L(w - jump)``; its amplitude is half the jump.
     """
     eta = _check_lr("adam_two_cycle_jump", learning_rate)
-    if not 0.0 <= float(b1) < 1.0:
-        raise ValueError(f"adam_two_cycle_jump: b1 must be in [0, 1), got {b1!r}")
-    if not grad_magnitude > 0:
-        raise ValueError(f"adam_two_cycle_jump: grad_magnitude must be > 0, got {grad_magnitude!r}")
+    check_interval("adam_two_cycle_jump", "b1", b1, 0.0, 1.0, closed_low=True, closed_high=False)
+    check_positive("adam_two_cycle_jump", "grad_magnitude", grad_magnitude)
     if form not in FORMS:
         raise ValueError(f"adam_two_cycle_jump: form must be one of {FORMS}, got {form!r}")
     c = float(grad_magnitude)

@@ -92,16 +92,16 @@ def search_adam_bound(b1: float = 0.9, b2: float = 0.999, *, quantity: str = "st
             return _optax_value(g, b1, b2, eps, flat_steps if flat else 0)
 
     starts, n_structured = _starts(b1, b2, length, n_random, jax.random.key(seed))
-    values = _ascend(value, starts, iterations, learning_rate)
+    values, histories = _ascend(value, starts, iterations, learning_rate)
     best = int(np.argmax(values))
     bound = adam_flat_bound(b1, b2) if flat else adam_step_bound(b1, b2)
     return SearchResult(float(values[best]), float(bound), float(values[best] / bound),
-                        float(values[n_structured:].max()), np.asarray(_ascend.last[best]), values)
+                        float(values[n_structured:].max()), histories[best], values)
 
 
 def _ascend(value, starts, iterations, learning_rate):
     """Gradient ascent of ``value`` from every start (vmapped), histories rescaled to unit maximum each step;
-    returns each start's best value (the final history of each is kept in ``_ascend.last``)."""
+    returns each start's best value (-inf if none was finite) and the history that gave it."""
     opt = optax.adam(learning_rate)
 
     def normalise(g):
@@ -124,5 +124,5 @@ def _ascend(value, starts, iterations, learning_rate):
         return jnp.where(keep, v, best), jnp.where(keep, g, arg)
 
     best, arg = jax.vmap(run)(starts)
-    _ascend.last = np.asarray(arg)
-    return np.where(np.isfinite(np.asarray(best)), np.asarray(best), -np.inf)
+    best = np.asarray(best)
+    return np.where(np.isfinite(best), best, -np.inf), np.asarray(arg)
