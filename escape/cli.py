@@ -148,21 +148,22 @@ def pool_cmd(directories, out):
 
 @cli.command("plot")
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--against", type=click.Path(file_okay=False), default=None,
-              help="Another escape-rate run (e.g. mode = sde) to compare rates with, cell by cell.")
+@click.option("--against", type=click.Path(file_okay=False), multiple=True,
+              help="Another escape-rate run (e.g. mode = sde) to compare rates with, cell by cell; repeat it to "
+                   "show several (the papers' closure and the improved model).")
 def plot_cmd(directory, against):
-    """Redraw the figure of a run DIRECTORY (or compare its rates with another run)."""
-    if against is not None:
+    """Redraw the figure of a run DIRECTORY (or compare its rates with other runs)."""
+    if against:
         from .experiments._plots import plot_rate_comparison
 
         from .experiments._config import stored_config
 
-        for d in (directory, against):
+        for d in (directory, *against):
             kind = stored_config(d, "plot").get("kind", "escape-rates")
             if kind != "escape-rates" or not os.path.isfile(os.path.join(d, "results.csv")):
                 raise ConfigError(f"plot: --against compares escape-rate runs; {d} is a {kind!r} run"
                                   if kind != "escape-rates" else f"plot: {d} has no results.csv yet")
-        click.echo(str(plot_rate_comparison(directory, against)))
+        click.echo(str(plot_rate_comparison(directory, list(against))))
         return
     click.echo(str(plot_experiment(directory)))
 

@@ -5,9 +5,9 @@ from ._adam import AdamLangevin as AdamLangevin
 from ._base import (
     AbstractDynamics as AbstractDynamics,
     AbstractPhaseSpaceDynamics as AbstractPhaseSpaceDynamics,
-    AbstractSecondMomentDynamics as AbstractSecondMomentDynamics,
 )
 from ._brownian import BrownianSpec as BrownianSpec, CounterBrownianPath as CounterBrownianPath
+from ._second_moment import AbstractSecondMomentDynamics as AbstractSecondMomentDynamics, CLOSURES as CLOSURES
 from ._heavy_ball import HeavyBallLangevin as HeavyBallLangevin
 from ._registry import DYNAMICS as DYNAMICS, make_dynamics as make_dynamics
 from ._sgd import SGDLangevin as SGDLangevin

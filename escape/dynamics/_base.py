@@ -99,6 +99,39 @@ class RowDiagonalOperator(lx.AbstractLinearOperator):
         return jax.ShapeDtypeStruct(self.coefficient.shape, self.coefficient.dtype)
 
 
+class StackedDiagonalOperator(lx.AbstractLinearOperator):
+    """The diffusion operator of a model driven by several ``dim``-dimensional Brownian motions.
+
+    ``coefficient`` has shape ``(components, noises, dim)``; the Brownian increment has shape
+    ``(noises, dim)`` and ``mv(dW)[k, i] = sum_j coefficient[k, j, i] dW[j, i]``: noise ``j`` of coordinate
+    ``i`` drives coordinate ``i`` of every row (diagonal per coordinate, as :class:`RowDiagonalOperator`,
+    which is the case of one noise driving one row).
+    """
+
+    coefficient: Float[Array, "components noises dim"]
+
+    def mv(self, vector):
+        return jnp.sum(self.coefficient * vector[None], axis=1)
+
+    def as_matrix(self):
+        k, n, d = self.coefficient.shape
+        eye = jnp.eye(d, dtype=self.coefficient.dtype)
+        return (self.coefficient[:, :, :, None] * eye[None, None]).transpose(0, 2, 1, 3).reshape(k * d, n * d)
+
+    def transpose(self):
+        coefficient = self.coefficient
+        return lx.FunctionLinearOperator(
+            lambda z: jnp.sum(coefficient * z[:, None, :], axis=0),
+            jax.ShapeDtypeStruct(coefficient.shape[:1] + coefficient.shape[2:], coefficient.dtype),
+        )
+
+    def in_structure(self):
+        return jax.ShapeDtypeStruct(self.coefficient.shape[1:], self.coefficient.dtype)
+
+    def out_structure(self):
+        return jax.ShapeDtypeStruct(self.coefficient.shape[:1] + self.coefficient.shape[2:], self.coefficient.dtype)
+
+
 for _predicate in (
     lx.is_symmetric,
     lx.is_diagonal,
@@ -109,9 +142,11 @@ for _predicate in (
     lx.is_positive_semidefinite,
     lx.is_negative_semidefinite,
 ):
-    _predicate.register(RowDiagonalOperator)(lambda operator: False)
+    for _operator in (RowDiagonalOperator, StackedDiagonalOperator):
+        _predicate.register(_operator)(lambda operator: False)
 for _identity in (lx.linearise, lx.materialise):
-    _identity.register(RowDiagonalOperator)(lambda operator: operator)
+    for _operator in (RowDiagonalOperator, StackedDiagonalOperator):
+        _identity.register(_operator)(lambda operator: operator)
 
 
 class AbstractDynamics(eqx.Module):
@@ -180,9 +215,31 @@ class AbstractDynamics(eqx.Module):
         """Shape of one particle's Brownian increment: ``(dim,)``."""
         return jax.ShapeDtypeStruct((self.dim,), dtype)
 
-    def terms(self, brownian: diffrax.AbstractBrownianPath) -> diffrax.MultiTerm:
-        """``MultiTerm(ODETerm(drift), ControlTerm(diffusion, brownian))`` for one particle."""
-        return diffrax.MultiTerm(diffrax.ODETerm(self.drift), diffrax.ControlTerm(self.diffusion, brownian))
+    def terms(self, brownian: diffrax.AbstractBrownianPath, stratonovich: bool = False) -> diffrax.MultiTerm:
+        """``MultiTerm(ODETerm(drift), ControlTerm(diffusion, brownian))`` for one particle.
+
+        The model is Ito. ``stratonovich=True`` (what ``solve_sde`` passes for a Stratonovich solver such as
+        Heun) puts the Stratonovich drift ``drift - ito_correction`` in the ``ODETerm``, so that the solver
+        converges to the same (Ito) solution.
+        """
+        drift = self.drift
+        if stratonovich:
+            def drift(t, y, args):
+                correction = self.ito_correction(t, y)
+                base = self.drift(t, y, args)
+                return base if correction is None else base - correction
+        return diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(self.diffusion, brownian))
+
+    def ito_correction(self, t, y: State) -> State | None:
+        """``(1/2) sum_k (d sigma_k / dy) sigma_k``, Stratonovich drift = Ito drift minus this (``None``: zero).
+
+        Zero for every model whose noise coefficient does not depend on the rows the noise drives (the
+        overdamped and phase-space models: ``sigma`` depends on ``theta`` only, the noise drives ``r``); the
+        stochastic-``v`` closures give theirs. Overdamped SGD with state-dependent noise has a non-zero one but
+        runs with Ito solvers (Euler), which do not use it.
+        """
+        del t, y
+        return None
 
     def additive_noise(self, theta0: Point | None = None) -> bool:
         """Whether the noise coefficient is independent of the state (traced data flow; see the module).
@@ -253,59 +310,3 @@ class AbstractPhaseSpaceDynamics(AbstractDynamics):
         """``T_eff = D / gamma`` per coordinate (theory §3)."""
         _, damping, diffusion = self.coefficients(y)
         return diffusion / damping
-
-
-class AbstractSecondMomentDynamics(AbstractPhaseSpaceDynamics):
-    """Phase-space models whose coefficients depend on the gradient's second moment ``v`` (Adam, Adai).
-
-    Two closures for ``v`` (theory §3): ``"quasi-static"`` (``v`` frozen at :attr:`v_frozen`, state
-    ``(theta, r)``) and ``"augmented"`` (``v`` a third row relaxing to ``E g^2`` at rate
-    ``(1 - v_decay) / eta``, started there). Concrete models give :attr:`v_decay` (their ``beta2``) and
-    :meth:`coefficients` in terms of :meth:`second_moment`.
-    """
-
-    closure: eqx.AbstractVar[str]
-    v_frozen: eqx.AbstractVar[Float[Array, " dim"]]
-
-    @property
-    @abc.abstractmethod
-    def v_decay(self) -> float:
-        """The decay rate ``beta2`` of the optimizer's ``v`` average."""
-
-    @property
-    def components(self):
-        return ("theta", "r") if self.closure == "quasi-static" else ("theta", "r", "v")
-
-    def second_moment(self, y: State) -> Point:
-        """``v`` at state ``y`` (the frozen value, or the third row)."""
-        return self.v_frozen.astype(y.dtype) if self.closure == "quasi-static" else y[2]
-
-    def initial_state(self, theta0):
-        theta0 = jnp.asarray(theta0)
-        rows = [theta0, jnp.zeros_like(theta0)]
-        if self.closure == "augmented":
-            rows.append(stationary_second_moment(self.landscape, theta0, self.batch_size).astype(theta0.dtype))
-        return jnp.stack(rows)
-
-    def extra_drift(self, y):
-        if self.closure == "quasi-static":
-            return []
-        target = stationary_second_moment(self.landscape, y[0], self.batch_size)
-        return [(1.0 - self.v_decay) / self.learning_rate * (target - y[2])]
-
-
-def frozen_second_moment(landscape: AbstractLandscape, v_point, batch_size: int) -> Point:
-    """The quasi-static ``v``: ``E g^2`` at ``v_point`` (default the landscape's initial point)."""
-    point = landscape.initial_point() if v_point is None else jnp.asarray(v_point)
-    return stationary_second_moment(landscape, point, batch_size)
-
-
-def stationary_second_moment(landscape: AbstractLandscape, theta: Point, batch_size: int) -> Point:
-    """``E g^2 = C(theta) + (grad L(theta))^2``: the stationary value of Adam's / Adai's ``v`` at ``theta``."""
-    return landscape.gradient_covariance_diag(theta, batch_size) + landscape.gradient(theta) ** 2
-
-
-def check_closure(owner: str, closure) -> str:
-    if closure not in ("quasi-static", "augmented"):
-        raise ValueError(f"{owner}: closure must be 'quasi-static' or 'augmented', got {closure!r}")
-    return closure

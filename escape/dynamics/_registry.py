@@ -11,30 +11,37 @@ from ._heavy_ball import HeavyBallLangevin
 from ._sgd import SGDLangevin
 
 
-def _sgd(landscape, batch_size, learning_rate):
-    return SGDLangevin(landscape, learning_rate, batch_size)
+def _sgd(landscape, batch_size, learning_rate, order=1):
+    return SGDLangevin(landscape, learning_rate, batch_size, order=order)
 
 
-def _momentum(landscape, batch_size, learning_rate, beta=0.9):
-    return HeavyBallLangevin(landscape, learning_rate, batch_size, beta=beta, style="sgd")
+def _momentum(landscape, batch_size, learning_rate, beta=0.9, order=1):
+    return HeavyBallLangevin(landscape, learning_rate, batch_size, beta=beta, style="sgd", order=order)
 
 
-def _momentum_ema(landscape, batch_size, learning_rate, beta=0.9):
-    return HeavyBallLangevin(landscape, learning_rate, batch_size, beta=beta, style="ema")
+def _momentum_ema(landscape, batch_size, learning_rate, beta=0.9, order=1):
+    return HeavyBallLangevin(landscape, learning_rate, batch_size, beta=beta, style="ema", order=order)
 
 
-def _adam(landscape, batch_size, learning_rate, b1=0.9, b2=0.999, eps=1e-8, closure="quasi-static"):
-    return AdamLangevin(landscape, learning_rate, batch_size, b1=b1, b2=b2, eps=eps, closure=closure)
+def _adam(landscape, batch_size, learning_rate, b1=0.9, b2=0.999, eps=1e-8, closure="quasi-static",
+          bias_correction=None, v_noise=None, co_update=None):
+    return AdamLangevin(landscape, learning_rate, batch_size, b1=b1, b2=b2, eps=eps, closure=closure,
+                        bias_correction=bias_correction, v_noise=v_noise, co_update=co_update)
 
 
-def _rmsprop(landscape, batch_size, learning_rate, decay=0.9, eps=1e-8, closure="quasi-static"):
-    return AdamLangevin(landscape, learning_rate, batch_size, b1=0.0, b2=decay, eps=eps, closure=closure)
+def _rmsprop(landscape, batch_size, learning_rate, decay=0.9, eps=1e-8, closure="quasi-static", v_noise=None,
+             co_update=None):
+    # RMSProp has no bias correction (optax.rmsprop): the stochastic closure runs without it.
+    return AdamLangevin(landscape, learning_rate, batch_size, b1=0.0, b2=decay, eps=eps, closure=closure,
+                        bias_correction=False, v_noise=v_noise, co_update=co_update)
 
 
-def _adai(landscape, batch_size, learning_rate, beta0=0.1, beta2=0.99, eps=1e-3, weight_decay=0.0, closure="quasi-static"):
+def _adai(landscape, batch_size, learning_rate, beta0=0.1, beta2=0.99, eps=1e-3, weight_decay=0.0, closure="quasi-static",
+          bias_correction=None, v_noise=None, co_update=None):
     if weight_decay != 0:
         raise ValueError("make_dynamics: the Adai model has no weight decay; use weight_decay=0")
-    return AdaiLangevin(landscape, learning_rate, batch_size, beta0=beta0, beta2=beta2, eps=eps, closure=closure)
+    return AdaiLangevin(landscape, learning_rate, batch_size, beta0=beta0, beta2=beta2, eps=eps, closure=closure,
+                        bias_correction=bias_correction, v_noise=v_noise, co_update=co_update)
 
 
 DYNAMICS: dict[str, Callable[..., AbstractDynamics]] = {
@@ -54,7 +61,8 @@ def make_dynamics(name: str, landscape: AbstractLandscape, *, batch_size: int, *
 
     ``make_dynamics("adam", landscape, batch_size=1, learning_rate=0.01, b1=0.9)`` models
     ``make_optimizer("adam", learning_rate=0.01, b1=0.9)`` at batch size 1. Adam, RMSProp and Adai also
-    accept ``closure="quasi-static" | "augmented"``.
+    accept ``closure="quasi-static" | "augmented"``; SGD, momentum and momentum-ema accept ``order=1 | 2``
+    (``2``: the second-order stochastic modified equation, docs/models/sgd.md and heavy_ball.md).
 
     Raises:
         ValueError: unknown name, unknown or missing hyperparameter, or a value out of range.

@@ -157,10 +157,15 @@ def _particle_step(dynamics, solver, spec, y, particle, t0, t1, normals=None):
     """One diffrax solver step of one particle. The solver state is rebuilt by ``init`` every step: exact
     for every solver (FSAL solvers only lose their cached first stage), and free for the fixed-step SDE
     solvers used here, whose state is ``None``. ``normals``: the step's precomputed counter normals."""
-    terms = dynamics.terms(spec(particle) if normals is None else spec(particle, normals))
+    terms = dynamics.terms(spec(particle) if normals is None else spec(particle, normals), _stratonovich(solver))
     state = solver.init(terms, t0, t1, y, None)
     y1, _, _, _, _ = solver.step(terms, t0, t1, y, None, state, made_jump=False)
     return y1
+
+
+def _stratonovich(solver) -> bool:
+    """Whether ``solver`` converges to the Stratonovich solution (then the model's terms carry its Ito correction)."""
+    return isinstance(solver, diffrax.AbstractStratonovichSolver)
 
 
 @eqx.filter_jit
@@ -360,7 +365,7 @@ def _diffeqsolve_particles(dynamics, solver, spec, y0, pid, ts, dt, n_total: int
 
     def one(y, p):
         sol = diffrax.diffeqsolve(
-            dynamics.terms(spec(p)),
+            dynamics.terms(spec(p), _stratonovich(solver)),
             solver,
             t0=jnp.zeros((), dtype),
             t1=n_total * dt,

@@ -10,6 +10,7 @@ and produces the same ``results.csv``.
 """
 
 import functools
+import inspect
 import io
 import json
 import zlib
@@ -105,6 +106,11 @@ SCHEMA = Schema(
                 "sharpness": Key(ListOf(Number(gt=0), "numbers > 0", distinct=True), REQUIRED, "the values of k swept"),
                 "mode": Key(String(("discrete", "sde")), "discrete",
                             "the discrete optimizers, or their continuous-time models (one solver step per iteration)"),
+                "closure": Key(String(("quasi-static", "augmented", "stochastic")), "quasi-static",
+                               "SDE mode: the second-moment closure of the Adam, RMSProp and Adai models "
+                               "(the papers' quasi-static, or the improved stochastic one; docs/models/adam.md)"),
+                "order": Key(Integer(min=1, max=2), 1,
+                             "SDE mode: order in eta of the SGD and heavy-ball models (2: the stochastic modified equation)"),
                 "batch_size": batch_size_key(),
                 "n_particles": particles_key(),
                 "max_steps": Key(Integer(min=1), 100000, "horizon in iterations; particles still in are censored"),
@@ -158,12 +164,15 @@ def _validate_fit(fit: dict) -> None:
 
 def _build_dynamics(config: dict, label: str, k: float):
     """The continuous-time model of ``label`` (``run.mode = "sde"``): ``escape.dynamics.make_dynamics``."""
-    from ..dynamics import make_dynamics
+    from ..dynamics import DYNAMICS, make_dynamics
 
     name, hyper, over = _optimizer_settings(config, label)
+    run = config["run"]
+    accepted = inspect.signature(DYNAMICS[name]).parameters
+    model = {key: run[key] for key in ("closure", "order") if key in run and key in accepted}
     try:
         return make_dynamics(
-            name, _build_landscape(config, k), batch_size=int(over.get("batch_size", config["run"]["batch_size"])), **hyper
+            name, _build_landscape(config, k), batch_size=int(over.get("batch_size", run["batch_size"])), **hyper, **model
         )
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config: optimizers.{label}: {e}") from None
@@ -296,18 +305,28 @@ def _landscape_summary(landscape_json: str, k: float) -> tuple[float, float]:
     return barrier, hessian_min
 
 
-def _cell_row(config: dict, label: str, k: float, cell: dict) -> dict:
-    fp, fd = cell["first_passage"], cell["first_divergence"]
-    steps_run = int(cell["steps_run"])
+def quasi_stationary_rate(fp, fd, steps_run: int, burn: int):
+    """The censored MLE of the rate after ``burn`` steps: ``(estimate, times, escaped, diverged, early)``.
+
+    Left-truncated at ``burn``: memorylessness makes the survivors' residual times exponential with the same
+    rate; escapes before ``burn`` are the relaxation transient (``early``), reported apart.
+    """
     escaped, diverged, _ = (np.asarray(m) for m in passage_masks(fp, fd))
+    fp = np.asarray(fp)
     times = np.where(escaped, fp, steps_run).astype(float)
-    name, hyper, over = _optimizer_settings(config, label)
-    # Quasi-stationary rate: left-truncate at burn_in (memorylessness makes the survivors' residual times
-    # exponential with the same rate); escapes before burn_in are the relaxation transient, reported apart.
-    burn = int(over.get("burn_in", 0))
     early = escaped & (fp <= burn)
     keep = ~early
     est = stats.censored_rate(times[keep] - burn, escaped[keep], steps_run - burn, diverged=diverged[keep])
+    return est, times, escaped, diverged, early
+
+
+def _cell_row(config: dict, label: str, k: float, cell: dict) -> dict:
+    fp, fd = cell["first_passage"], cell["first_divergence"]
+    steps_run = int(cell["steps_run"])
+    name, hyper, over = _optimizer_settings(config, label)
+    burn = int(over.get("burn_in", 0))
+    est, times, escaped, diverged, early = quasi_stationary_rate(fp, fd, steps_run, burn)
+    keep = ~early
     lo, hi = _window(config.get("fit", {}))
     if escaped.all():
         pr = stats.paper_rate(times)

@@ -58,47 +58,79 @@ def plot_escape_rates(out: Path) -> Path:
     return save_figure(fig, out / "escape_rates.png")
 
 
-def plot_rate_comparison(out: Path, other: Path) -> Path:
-    """Rates of two escape-rate runs side by side (e.g. fig6 discrete vs ``mode = "sde"``).
+def _run_label(d: Path) -> str:
+    """``name (mode[, closure, order])`` of an escape-rate run, from its manifest."""
+    run = json.loads((d / "manifest.json").read_text())["config"]["run"]
+    mode = run.get("mode", "discrete")
+    if mode == "sde":
+        mode += f", {run.get('closure', 'quasi-static')}" + (f", order {run['order']}" if run.get("order", 1) != 1 else "")
+    return f"{d.name} ({mode})"
 
-    Left: -log rate against 1/k for both runs (filled: ``out``, open: ``other``), per optimizer. Right: the
-    ratio of the rates per cell with its 95% interval (from the two exact intervals, conservative).
-    Writes ``out/rates_vs_<other name>.png``.
+
+def plot_rate_comparison(out: Path, others) -> Path:
+    """Rates of an escape-rate run against one or more others (e.g. fig6 discrete vs its SDE models).
+
+    ``others``: a run directory or a list of them (say the papers' closure and the improved model). Left:
+    -log rate against 1/k for every run (filled: ``out``; open, one marker per other run), per optimizer.
+    Right: the ratio of ``out``'s rate to each other run's per cell, with its 95% interval (from the two
+    exact intervals, conservative). Writes ``out/rates_vs_<other names>.png``.
     """
-    out, other = Path(out), Path(other)
-    a, b = pd.read_csv(out / "results.csv"), pd.read_csv(other / "results.csv")
-    mode = lambda d: json.loads((d / "manifest.json").read_text())["config"]["run"].get("mode", "discrete")  # noqa: E731
-    la, lb = f"{out.name} ({mode(out)})", f"{other.name} ({mode(other)})"
-    m = a.merge(b, on=["optimizer", "sharpness"], suffixes=("_a", "_b"))
-    m = m[(m["escapes_a"] > 0) & (m["escapes_b"] > 0)]
-    if not len(m):
-        from ._config import ConfigError
+    out = Path(out)
+    others = [Path(others)] if isinstance(others, (str, Path)) else [Path(o) for o in others]
+    a = pd.read_csv(out / "results.csv")
+    merged = []
+    for other in others:
+        m = a.merge(pd.read_csv(other / "results.csv"), on=["optimizer", "sharpness"], suffixes=("_a", "_b"))
+        m = m[(m["escapes_a"] > 0) & (m["escapes_b"] > 0)]
+        if not len(m):
+            from ._config import ConfigError
 
-        raise ConfigError(f"plot: {out} and {other} have no (optimizer, k) cell with escapes in both")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    for i, (label, sub) in enumerate(m.groupby("optimizer", sort=False)):
-        x = 1.0 / sub["sharpness"].to_numpy()
-        for tag, fmt, mfc, name in (("a", "o-", None, la), ("b", "s--", "none", lb)):
-            y = -np.log(sub[f"rate_{tag}"].to_numpy())
-            err = np.abs(np.stack([-np.log(sub[f"rate_upper_{tag}"].to_numpy()) - y,
-                                   y + np.log(sub[f"rate_lower_{tag}"].clip(lower=1e-300).to_numpy())]))
-            axes[0].errorbar(x, y, yerr=err, fmt=fmt, mfc=mfc, color=f"C{i}", capsize=2, label=f"{label}: {name}")
-        ratio = sub["rate_a"].to_numpy() / sub["rate_b"].to_numpy()
-        lo = sub["rate_lower_a"].to_numpy() / sub["rate_upper_b"].to_numpy()
-        hi = sub["rate_upper_a"].to_numpy() / sub["rate_lower_b"].to_numpy()
-        axes[1].errorbar(x, ratio, yerr=[ratio - lo, hi - ratio], fmt="o", color=f"C{i}", capsize=2, label=label)
+            raise ConfigError(f"plot: {out} and {other} have no (optimizer, k) cell with escapes in both")
+        merged.append((other, m))
+    la = _run_label(out)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
+    labels = list(dict.fromkeys(a["optimizer"]))
+    markers, lines = ("s", "^", "D", "v"), ("--", ":", "-.", (0, (1, 3)))
+    for i, label in enumerate(labels):
+        sub = a[(a["optimizer"] == label) & (a["escapes"] > 0)]
+        if len(sub):
+            _rate_bars(axes[0], sub, "", "o-", None, f"C{i}", f"{label}: {la}")
+        for j, (other, m) in enumerate(merged):
+            s = m[m["optimizer"] == label]
+            if not len(s):
+                continue
+            _rate_bars(axes[0], s, "_b", markers[j % 4], "none", f"C{i}", f"{label}: {_run_label(other)}",
+                       ls=lines[j % 4])
+            x = 1.0 / s["sharpness"].to_numpy()
+            ratio = s["rate_a"].to_numpy() / s["rate_b"].to_numpy()
+            lo = s["rate_lower_a"].to_numpy() / s["rate_upper_b"].to_numpy()
+            hi = s["rate_upper_a"].to_numpy() / s["rate_lower_b"].to_numpy()
+            axes[1].errorbar(x * (1 + 0.01 * j), ratio, yerr=[ratio - lo, hi - ratio], fmt=markers[j % 4],
+                             mfc="none" if j else None, color=f"C{i}", capsize=2,
+                             label=f"{label} / {other.name}")
     axes[0].set_xlabel("1 / k")
     axes[0].set_ylabel("-log(escape rate per step)")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=6)
     axes[1].axhline(1.0, color="k", lw=0.8, label="equal rates")
-    for i, f in enumerate((0.5, 2.0)):
-        axes[1].axhline(f, color="k", lw=0.6, ls=":", label="a factor 2 apart" if i == 0 else None)
+    for i, f in enumerate((1 / 1.5, 1.5)):
+        axes[1].axhline(f, color="k", lw=0.6, ls=":", label="a factor 1.5 apart" if i == 0 else None)
     axes[1].set_yscale("log")
     axes[1].set_xlabel("1 / k")
-    axes[1].set_ylabel(f"rate ratio {out.name} / {other.name}")
-    axes[1].legend(fontsize=8)
+    axes[1].set_ylabel(f"rate ratio {out.name} / other run")
+    axes[1].legend(fontsize=6)
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Escape rates: {la} against {lb}. Left: filled {out.name}, open {other.name}; right: rate ratio "
-                 "per cell with a conservative 95% interval (from the two exact intervals)", fontsize=9)
-    return save_figure(fig, out / f"rates_vs_{other.name}.png")
+    names = ", ".join(_run_label(o) for o in others)
+    fig.suptitle(f"Escape rates: {la} against {names}. Left: filled {out.name}, open the others; right: rate "
+                 "ratio per cell with a conservative 95% interval (from the two exact intervals)", fontsize=8)
+    return save_figure(fig, out / f"rates_vs_{'_'.join(o.name for o in others)}.png")
+
+
+def _rate_bars(ax, sub, tag: str, fmt, mfc, colour, label, ls="-"):
+    """-log rate against 1/k with the exact interval as bars (columns ``rate{tag}``, ``rate_lower{tag}``, ...)."""
+    sfx = tag if tag else ("_a" if "rate_a" in sub else "")
+    x = 1.0 / sub["sharpness"].to_numpy()
+    y = -np.log(sub[f"rate{sfx}"].to_numpy())
+    err = np.abs(np.stack([-np.log(sub[f"rate_upper{sfx}"].to_numpy()) - y,
+                           y + np.log(sub[f"rate_lower{sfx}"].clip(lower=1e-300).to_numpy())]))
+    ax.errorbar(x, y, yerr=err, fmt=fmt, mfc=mfc, color=colour, capsize=2, label=label, ls=ls)

@@ -55,7 +55,11 @@ from ._schema import (
 )
 from ._io import atomic_write_bytes, atomic_write_text, rebuild_outputs
 
-METHODS = ("discrete", "sde")
+METHODS = ("discrete", "sde", "sde-improved")
+# The improved model of each optimizer: Adam's, RMSProp's and Adai's stochastic closure, SGD's and heavy ball's
+# second-order stochastic modified equation (docs/models/).
+IMPROVED = {"adam": {"closure": "stochastic"}, "rmsprop": {"closure": "stochastic"}, "adai": {"closure": "stochastic"},
+            "adaiw": {"closure": "stochastic"}, "sgd": {"order": 2}, "momentum": {"order": 2}, "momentum-ema": {"order": 2}}
 _THEORY_NAMES = {"sgd", "momentum", "momentum-ema", "adam", "adai"}
 
 SCHEMA = Schema(
@@ -78,8 +82,9 @@ SCHEMA = Schema(
                                 "iterations T after release at which the MSD is measured"),
                 "table_horizons": Key(ListOf(Integer(min=1), "integers >= 1"), REQUIRED,
                                       "the horizons reported in table.csv (a subset of horizons)"),
-                "methods": Key(ListOf(String(METHODS), "\"discrete\" or \"sde\"", distinct=True),
-                               list(METHODS), "which simulations to run"),
+                "methods": Key(ListOf(String(METHODS), "\"discrete\", \"sde\" or \"sde-improved\"", distinct=True),
+                               list(METHODS), "which simulations to run: the optimizer, the papers' SDE model, "
+                               "the improved model (stochastic closure / second-order SME)"),
                 "batch_size": batch_size_key(),
                 "n_particles": particles_key(),
                 "chunk_size": Key(Integer(min=1), 1024, "SDE steps per compiled chunk (speed only)"),
@@ -104,6 +109,8 @@ def validate(config: dict) -> None:
         try:
             make_optimizer(name, **hyper)
             make_dynamics(name, landscape, batch_size=int(run["batch_size"]), **hyper)
+            if "sde-improved" in run.get("methods", METHODS):
+                make_dynamics(name, landscape, batch_size=int(run["batch_size"]), **hyper, **IMPROVED.get(name, {}))
         except (ValueError, TypeError) as e:
             raise ConfigError(f"config: optimizers.{label}: {e}") from None
 
@@ -171,8 +178,9 @@ def run_cell(config: dict, label: str, method: str, *, progress: bool = False) -
         if not np.all(np.isfinite(ys)):
             raise RuntimeError(f"saddle: {label} diverged in the discrete run")
         start, pos = ys[0], ys[1:]
-    elif method == "sde":
-        dyn = make_dynamics(name, landscape, batch_size=batch, **hyper)
+    elif method in ("sde", "sde-improved"):
+        dyn = make_dynamics(name, landscape, batch_size=batch, **hyper,
+                            **(IMPROVED.get(name, {}) if method == "sde-improved" else {}))
         eta = float(hyper["learning_rate"])
         steps = np.concatenate([[release], release + horizons])
         res = solve_sde(
@@ -293,7 +301,8 @@ def report(out: Path) -> str:
 
 
 def plot(out: Path) -> Path:
-    """One log-log figure per optimizer: discrete points, SDE lines, theory dashed, a colour per |H|."""
+    """One log-log figure per optimizer, a colour per |H|: discrete points, the papers' SDE model dotted, the
+    improved model solid, theory dashed."""
     from ._plots import plt, save_figure
 
     out = Path(out)
@@ -306,17 +315,25 @@ def plot(out: Path) -> Path:
         fig, ax = plt.subplots(figsize=(5.5, 4.2))
         for h, col in zip(hs, colours):
             sub = table[(table["optimizer"] == label) & (table["abs_hessian"] == h)]
-            for method, style in (("discrete", dict(ls="none", marker="o", ms=3.5)), ("sde", dict(ls="-", lw=1.2)),
-                                  ("theory", dict(ls="--", lw=1.0))):
+            for method, style in (("discrete", dict(ls="none", marker="o", ms=3.5)),
+                                  ("sde", dict(ls=":", lw=1.2)), ("sde-improved", dict(ls="-", lw=1.4)),
+                                  ("theory", dict(ls="--", lw=0.8, alpha=0.7))):
                 s = sub[sub["method"] == method]
                 if len(s):
-                    ax.plot(s["T"], s["msd"], color=col, **style, label=f"|H|={h:.2g}" if method == "sde" or (
-                        method == "discrete" and not (sub["method"] == "sde").any()) else None)
+                    ax.plot(s["T"], s["msd"], color=col, **style,
+                            label=f"|H|={h:.2g}" if method == "discrete" else None)
+        for method, style, text in (("discrete", dict(ls="none", marker="o", ms=3.5), "discrete optimizer"),
+                                    ("sde", dict(ls=":", lw=1.2), "SDE, papers' closure"),
+                                    ("sde-improved", dict(ls="-", lw=1.4), "SDE, improved model"),
+                                    ("theory", dict(ls="--", lw=0.8), "theory")):
+            if (table[table["optimizer"] == label]["method"] == method).any():
+                ax.plot([], [], color="0.3", **style, label=text)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("iterations T after release")
         ax.set_ylabel(r"MSD $\langle(\theta(T)-\theta(0))^2\rangle$")
-        ax.set_title(f"{label}: points discrete, lines SDE, dashed theory", fontsize=9)
+        ax.set_title(f"{label}: points discrete; dotted the papers' SDE, solid the improved one; dashed theory",
+                     fontsize=8)
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
         path = save_figure(fig, out / f"saddle_{label}.png")

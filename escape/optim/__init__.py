@@ -14,3 +14,4 @@ from ._registry import (
     OPTIMIZERS as OPTIMIZERS,
     optimizer_names as optimizer_names,
 )
+from ._ablation import AblationState as AblationState, moment_ablation as moment_ablation
