@@ -144,6 +144,8 @@ def test_fit_and_plot_commands(tmp_path, capsys):
     assert (out / "escape_rates.png").stat().st_size > 10_000
     main(["plot", str(out), "--against", str(out)])  # a run against itself: every ratio is 1
     assert (out / f"rates_vs_{out.name}.png").stat().st_size > 10_000
+    main(["plot", str(out), "--against", str(out), "--against", str(out)])  # several runs in one figure
+    assert (out / f"rates_vs_{out.name}_{out.name}.png").stat().st_size > 10_000
     code, err = _run_main(["plot", str(out), "--against", str(tmp_path / "missing")], capsys)
     assert code == 2 and "missing has no manifest.json" in err
     # a second run with another config in the same directory is refused

@@ -94,7 +94,7 @@ def plot_rate_comparison(out: Path, others) -> Path:
     for i, label in enumerate(labels):
         sub = a[(a["optimizer"] == label) & (a["escapes"] > 0)]
         if len(sub):
-            _rate_bars(axes[0], sub, "", "o-", None, f"C{i}", f"{label}: {la}")
+            _rate_bars(axes[0], sub, "", "o", None, f"C{i}", f"{label}: {la}")
         for j, (other, m) in enumerate(merged):
             s = m[m["optimizer"] == label]
             if not len(s):
@@ -121,8 +121,11 @@ def plot_rate_comparison(out: Path, others) -> Path:
     for ax in axes:
         ax.grid(alpha=0.3)
     names = ", ".join(_run_label(o) for o in others)
-    fig.suptitle(f"Escape rates: {la} against {names}. Left: filled {out.name}, open the others; right: rate "
-                 "ratio per cell with a conservative 95% interval (from the two exact intervals)", fontsize=8)
+    import textwrap
+
+    fig.suptitle(textwrap.fill(f"Escape rates: {la} against {names}. Left: filled {out.name}, open the others; "
+                               "right: rate ratio per cell with a conservative 95% interval (from the two exact "
+                               "intervals)", 160), fontsize=8)
     return save_figure(fig, out / f"rates_vs_{'_'.join(o.name for o in others)}.png")
 
 
