@@ -87,6 +87,20 @@ def _swept_landscapes() -> tuple[str, ...]:
     return tuple(n for n, c in LANDSCAPES.items() if "sharpness" in inspect.signature(c.__init__).parameters)
 
 
+def swept_landscape_section() -> Section:
+    """``[landscape]`` of an experiment that sweeps the sharpness k of ``L_k`` (fig6, sde-fidelity)."""
+    return Section(
+        {"name": Key(String(_swept_landscapes()), REQUIRED, "the landscape (its sharpness k is swept)")},
+        "The landscape L_k; `sharpness` comes from `run.sharpness`.",
+        dynamic=("name", _landscape_keys),
+        dynamic_doc="and the landscape's parameters",
+    )
+
+
+def sharpness_key() -> Key:
+    return Key(ListOf(Number(gt=0), "numbers > 0", distinct=True), REQUIRED, "the values of k swept")
+
+
 SCHEMA = Schema(
     "escape-rates",
     "Escape rates against sharpness (paper Fig. 6): one cell per (optimizer, k), each an `escape_times` run "
@@ -96,14 +110,9 @@ SCHEMA = Schema(
         {"seed": seed_key(),
          "pooled_from": Key(Anything("a list of tables"), UNSET, "set by `escape pool`: the runs pooled here")},
         sections={
-            "landscape": Section(
-                {"name": Key(String(_swept_landscapes()), REQUIRED, "the landscape (its sharpness k is swept)")},
-                "The landscape L_k; `sharpness` comes from `run.sharpness`.",
-                dynamic=("name", _landscape_keys),
-                dynamic_doc="and the landscape's parameters",
-            ),
+            "landscape": swept_landscape_section(),
             "run": Section({
-                "sharpness": Key(ListOf(Number(gt=0), "numbers > 0", distinct=True), REQUIRED, "the values of k swept"),
+                "sharpness": sharpness_key(),
                 "mode": Key(String(("discrete", "sde")), "discrete",
                             "the discrete optimizers, or their continuous-time models (one solver step per iteration)"),
                 "closure": Key(String(("quasi-static", "augmented", "stochastic")), "quasi-static",

@@ -21,10 +21,10 @@ import pandas as pd
 
 from ._cells import run_cells
 from ._config import ConfigError
-from ._escape_rates import _build_landscape, _landscape_keys, _swept_landscapes, quasi_stationary_rate
+from ._escape_rates import _build_landscape, quasi_stationary_rate, sharpness_key, swept_landscape_section
 from ._io import atomic_write_text, finished_cells, read_table
-from ._schema import (Integer, Key, ListOf, Number, REQUIRED, Schema, Section, String, batch_size_key,
-                      optimizer_table, particles_key, seed_key)
+from ._schema import (Integer, Key, ListOf, Schema, Section, String, batch_size_key, optimizer_table, particles_key,
+                      seed_key)
 
 # Discrete variants: moment_ablation's switches (the optimizer itself is the reference).
 DISCRETE = {
@@ -55,14 +55,9 @@ SCHEMA = Schema(
     Section(
         {"seed": seed_key()},
         sections={
-            "landscape": Section(
-                {"name": Key(String(_swept_landscapes()), REQUIRED, "the landscape (its sharpness k comes from run.sharpness)")},
-                "The landscape L_k, as in fig6.",
-                dynamic=("name", _landscape_keys),
-                dynamic_doc="and the landscape's parameters",
-            ),
+            "landscape": swept_landscape_section(),
             "run": Section({
-                "sharpness": Key(ListOf(Number(gt=0), "numbers > 0", distinct=True), REQUIRED, "the values of k"),
+                "sharpness": sharpness_key(),
                 "discrete": Key(ListOf(String(tuple(DISCRETE)), "discrete variants", distinct=True), list(DISCRETE),
                                 "the discrete optimizer's variants (\"optimizer\" is always run: the reference)"),
                 "models": Key(ListOf(String(tuple(MODELS)), "model variants", distinct=True, min_len=0), list(MODELS),
