@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from escape.dynamics import AdaiLangevin, AdamLangevin, FixedHeun, make_dynamics, solve_sde
+from escape.dynamics import SharedSquarePath
 from escape.dynamics._base import StackedDiagonalOperator
 from escape.landscapes import Quadratic, StyblinskiTang
 from escape.optim import make_optimizer, moment_ablation
@@ -183,3 +184,24 @@ def test_stochastic_v_fluctuates_with_the_ema_variance_of_g_squared():
     assert np.all(np.abs(v.mean(0) - c) < 4 * se_mean), (v.mean(0), c)
     ratio = v.var(0) / expected_var
     assert np.all(np.abs(ratio - 1) < 4 * np.sqrt(2 / n) + rho), ratio  # + O(rho) between CIR and the EMA
+
+
+def test_shared_normal_draws_the_square_noise_from_the_kick():
+    # (dW1, (dW1^2 - h) / sqrt(2 h)): the second increment is a function of the first with mean 0, variance h
+    # and no correlation with it (so the same SDE as h -> 0), but it is the square of the same kick.
+    q = Quadratic(hessian=[1.0, -2.0], noise="hessian")
+    dyn = make_dynamics("adai", q, batch_size=1, learning_rate=0.01, closure="stochastic", shared_normal=True)
+    base = diffrax.UnsafeBrownianPath((2, 50_000), jax.random.key(0))
+    h = 0.01
+    w = SharedSquarePath(base).evaluate(0.0, h)
+    raw = base.evaluate(0.0, h)
+    np.testing.assert_allclose(w[0], raw[0])
+    np.testing.assert_allclose(w[1], (raw[0] ** 2 - h) / np.sqrt(2 * h), rtol=1e-5, atol=1e-7)
+    # y = (z^2 - 1) / sqrt(2): Var(y^2) = 14 and Var(z y) = 5 set the standard errors of the two estimates
+    n = 50_000
+    assert abs(float(jnp.mean(w[1] ** 2)) / h - 1) < 4 * np.sqrt(14 / n)
+    assert abs(float(jnp.mean(w[0] * w[1])) / h) < 4 * np.sqrt(5 / n)
+    terms = dyn.terms(base)
+    assert isinstance(terms.terms[1].control, SharedSquarePath)
+    with pytest.raises(ValueError, match="shared_normal=True needs closure='stochastic'"):
+        AdaiLangevin(q, 0.01, closure="augmented", shared_normal=True)

@@ -7,7 +7,11 @@ from ._base import (
     AbstractPhaseSpaceDynamics as AbstractPhaseSpaceDynamics,
 )
 from ._brownian import BrownianSpec as BrownianSpec, CounterBrownianPath as CounterBrownianPath
-from ._second_moment import AbstractSecondMomentDynamics as AbstractSecondMomentDynamics, CLOSURES as CLOSURES
+from ._second_moment import (
+    AbstractSecondMomentDynamics as AbstractSecondMomentDynamics,
+    CLOSURES as CLOSURES,
+    SharedSquarePath as SharedSquarePath,
+)
 from ._heavy_ball import HeavyBallLangevin as HeavyBallLangevin
 from ._registry import DYNAMICS as DYNAMICS, make_dynamics as make_dynamics
 from ._sgd import SGDLangevin as SGDLangevin

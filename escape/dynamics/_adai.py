@@ -47,6 +47,8 @@ class AdaiLangevin(AbstractSecondMomentDynamics):
         v_point: where the quasi-static ``v`` is evaluated (default the landscape's initial point).
         bias_correction, v_noise, co_update: the stochastic closure's ingredients (default: all on with
             ``closure="stochastic"``; only that closure accepts ``True``).
+        shared_normal: draw the noise of ``g^2`` from the gradient's own normal
+            ([`SharedSquarePath`][escape.dynamics.SharedSquarePath]; default off: an independent ``dW2``).
     """
 
     landscape: AbstractLandscape
@@ -60,6 +62,7 @@ class AdaiLangevin(AbstractSecondMomentDynamics):
     bias_correction: bool = eqx.field(static=True)
     v_noise: bool = eqx.field(static=True)
     co_update: bool = eqx.field(static=True)
+    shared_normal: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -74,6 +77,7 @@ class AdaiLangevin(AbstractSecondMomentDynamics):
         bias_correction: bool | None = None,
         v_noise: bool | None = None,
         co_update: bool | None = None,
+        shared_normal: bool = False,
     ):
         self.landscape = check_landscape("AdaiLangevin", landscape)
         self.learning_rate = check_positive("AdaiLangevin", "learning_rate", learning_rate)
@@ -88,6 +92,7 @@ class AdaiLangevin(AbstractSecondMomentDynamics):
         self.bias_correction = check_flag("AdaiLangevin", "bias_correction", bias_correction, self.closure)
         self.v_noise = check_flag("AdaiLangevin", "v_noise", v_noise, self.closure)
         self.co_update = check_flag("AdaiLangevin", "co_update", co_update, self.closure)
+        self.shared_normal = check_flag("AdaiLangevin", "shared_normal", shared_normal, self.closure)
 
     def inertia(self, y) -> Float[Array, " dim"]:
         """``1 - beta1_i = clip(beta0 v_i / v_bar, eps, 1)``."""

@@ -48,6 +48,8 @@ class AdamLangevin(AbstractSecondMomentDynamics):
         v_point: where the quasi-static ``v`` is evaluated (shape ``(dim,)``).
         bias_correction, v_noise, co_update: the stochastic closure's ingredients (default: all on with
             ``closure="stochastic"``; only that closure accepts ``True``).
+        shared_normal: draw the noise of ``g^2`` from the gradient's own normal
+            ([`SharedSquarePath`][escape.dynamics.SharedSquarePath]; default off: an independent ``dW2``).
     """
 
     landscape: AbstractLandscape
@@ -61,6 +63,7 @@ class AdamLangevin(AbstractSecondMomentDynamics):
     bias_correction: bool = eqx.field(static=True)
     v_noise: bool = eqx.field(static=True)
     co_update: bool = eqx.field(static=True)
+    shared_normal: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -75,6 +78,7 @@ class AdamLangevin(AbstractSecondMomentDynamics):
         bias_correction: bool | None = None,
         v_noise: bool | None = None,
         co_update: bool | None = None,
+        shared_normal: bool = False,
     ):
         self.landscape = check_landscape("AdamLangevin", landscape)
         self.learning_rate = check_positive("AdamLangevin", "learning_rate", learning_rate)
@@ -87,6 +91,7 @@ class AdamLangevin(AbstractSecondMomentDynamics):
         self.bias_correction = check_flag("AdamLangevin", "bias_correction", bias_correction, self.closure)
         self.v_noise = check_flag("AdamLangevin", "v_noise", v_noise, self.closure)
         self.co_update = check_flag("AdamLangevin", "co_update", co_update, self.closure)
+        self.shared_normal = check_flag("AdamLangevin", "shared_normal", shared_normal, self.closure)
 
     @property
     def v_decay(self) -> float:

@@ -24,24 +24,26 @@ def _momentum_ema(landscape, batch_size, learning_rate, beta=0.9, order=1):
 
 
 def _adam(landscape, batch_size, learning_rate, b1=0.9, b2=0.999, eps=1e-8, closure="quasi-static",
-          bias_correction=None, v_noise=None, co_update=None):
+          bias_correction=None, v_noise=None, co_update=None, shared_normal=False):
     return AdamLangevin(landscape, learning_rate, batch_size, b1=b1, b2=b2, eps=eps, closure=closure,
-                        bias_correction=bias_correction, v_noise=v_noise, co_update=co_update)
+                        bias_correction=bias_correction, v_noise=v_noise, co_update=co_update,
+                        shared_normal=shared_normal)
 
 
 def _rmsprop(landscape, batch_size, learning_rate, decay=0.9, eps=1e-8, closure="quasi-static", v_noise=None,
-             co_update=None):
+             co_update=None, shared_normal=False):
     # RMSProp has no bias correction (optax.rmsprop): the stochastic closure runs without it.
     return AdamLangevin(landscape, learning_rate, batch_size, b1=0.0, b2=decay, eps=eps, closure=closure,
-                        bias_correction=False, v_noise=v_noise, co_update=co_update)
+                        bias_correction=False, v_noise=v_noise, co_update=co_update, shared_normal=shared_normal)
 
 
 def _adai(landscape, batch_size, learning_rate, beta0=0.1, beta2=0.99, eps=1e-3, weight_decay=0.0, closure="quasi-static",
-          bias_correction=None, v_noise=None, co_update=None):
+          bias_correction=None, v_noise=None, co_update=None, shared_normal=False):
     if weight_decay != 0:
         raise ValueError("make_dynamics: the Adai model has no weight decay; use weight_decay=0")
     return AdaiLangevin(landscape, learning_rate, batch_size, beta0=beta0, beta2=beta2, eps=eps, closure=closure,
-                        bias_correction=bias_correction, v_noise=v_noise, co_update=co_update)
+                        bias_correction=bias_correction, v_noise=v_noise, co_update=co_update,
+                        shared_normal=shared_normal)
 
 
 DYNAMICS: dict[str, Callable[..., AbstractDynamics]] = {

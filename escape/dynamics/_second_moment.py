@@ -21,6 +21,7 @@ The model is Ito; for Stratonovich solvers (Heun, the default) ``ito_correction`
 
 import abc
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -65,6 +66,7 @@ class AbstractSecondMomentDynamics(AbstractPhaseSpaceDynamics):
     bias_correction: eqx.AbstractVar[bool]
     v_noise: eqx.AbstractVar[bool]
     co_update: eqx.AbstractVar[bool]
+    shared_normal: eqx.AbstractVar[bool]
 
     @property
     @abc.abstractmethod
@@ -151,6 +153,13 @@ class AbstractSecondMomentDynamics(AbstractPhaseSpaceDynamics):
         correction = jnp.where(v > 0, rho**2 * variance / (4.0 * eta * safe), 0.0)
         return grad, cov, positive, rho, drift, noise.astype(y.dtype), correction
 
+    def terms(self, brownian, stratonovich: bool = False):
+        """diffrax's terms; with :attr:`shared_normal` the noise of ``g^2`` is drawn from the gradient's own
+        normal (:class:`SharedSquarePath`)."""
+        if self.stochastic and self.shared_normal:
+            brownian = SharedSquarePath(brownian)
+        return super().terms(brownian, stratonovich)
+
     def drift(self, t, y, args):
         if self.stochastic:
             return self.moment_terms(t, y)[0]
@@ -174,6 +183,34 @@ class AbstractSecondMomentDynamics(AbstractPhaseSpaceDynamics):
     def default_solver(self):
         """Heun (:class:`escape.dynamics.FixedHeun`) with the Ito correction for the stochastic closure."""
         return FixedHeun() if self.stochastic else super().default_solver()
+
+
+class SharedSquarePath(diffrax.AbstractBrownianPath):
+    """The increments ``(dW1, (dW1^2 - h) / sqrt(2 h))`` of a ``(2, dim)`` Brownian path, ``h = t1 - t0``.
+
+    The second component has mean 0 and variance ``h`` and is uncorrelated with the first, as an independent
+    ``dW2``; a weak order-1 scheme therefore converges to the same SDE as ``h -> 0``. At the step
+    ``h = eta`` it is the optimizer's ``xi^2 - C`` of the *same* kick ``xi`` (in units of ``sqrt(2) C``):
+    dependent on the kick though uncorrelated with it, which no Ito diffusion is (``(dW)^2 = dt``). Valid for
+    fixed steps with solvers that query each step's increment once per stage (Euler, Heun).
+    """
+
+    base: diffrax.AbstractBrownianPath
+    levy_area: type = eqx.field(static=True, default=diffrax.BrownianIncrement)
+
+    @property
+    def t0(self):
+        return self.base.t0
+
+    @property
+    def t1(self):
+        return self.base.t1
+
+    def evaluate(self, t0, t1=None, left: bool = True, use_levy: bool = False):
+        w = self.base.evaluate(t0, t1, left)
+        h = jnp.asarray(t1 - t0, w.dtype)
+        square = (w[0] ** 2 - h) / jnp.sqrt(2.0 * h)
+        return jnp.stack([w[0], square])
 
 
 def frozen_second_moment(landscape: AbstractLandscape, v_point, batch_size: int) -> Point:

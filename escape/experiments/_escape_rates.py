@@ -29,6 +29,7 @@ from ._config import ConfigError, _resolved_or_raw, prepare_run_dir, stored_conf
 from ._console import Console
 from ._schema import (
     Anything,
+    Boolean,
     Integer,
     Key,
     ListOf,
@@ -120,6 +121,10 @@ SCHEMA = Schema(
                                "(the papers' quasi-static, or the improved stochastic one; docs/models/adam.md)"),
                 "order": Key(Integer(min=1, max=2), 1,
                              "SDE mode: order in eta of the SGD and heavy-ball models (2: the stochastic modified equation)"),
+                "shared_normal": Key(Boolean(), False,
+                                     "SDE mode, stochastic closure: draw the noise of g^2 from the gradient's own normal "
+                                     "(a weak scheme of the same SDE that keeps, at dt = eta, the optimizer's dependence "
+                                     "between a kick and its square; docs/models/adai.md)"),
                 "batch_size": batch_size_key(),
                 "n_particles": particles_key(),
                 "max_steps": Key(Integer(min=1), 100000, "horizon in iterations; particles still in are censored"),
@@ -178,7 +183,9 @@ def _build_dynamics(config: dict, label: str, k: float):
     name, hyper, over = _optimizer_settings(config, label)
     run = config["run"]
     accepted = inspect.signature(DYNAMICS[name]).parameters
-    model = {key: run[key] for key in ("closure", "order") if key in run and key in accepted}
+    model = {key: run[key] for key in ("closure", "order", "shared_normal") if key in run and key in accepted}
+    if model.get("closure") != "stochastic":
+        model.pop("shared_normal", None)
     try:
         return make_dynamics(
             name, _build_landscape(config, k), batch_size=int(over.get("batch_size", run["batch_size"])), **hyper, **model

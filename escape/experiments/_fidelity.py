@@ -44,6 +44,7 @@ MODELS = {
     "stochastic-no-co-update": {"closure": "stochastic", "co_update": False},
     "stochastic-mean-v": {"closure": "stochastic", "v_noise": False, "co_update": False},
     "stochastic-no-bias-correction": {"closure": "stochastic", "bias_correction": False},
+    "stochastic-shared-normal": {"closure": "stochastic", "shared_normal": True},
 }
 ALGORITHMS = ("adam", "adai")
 
