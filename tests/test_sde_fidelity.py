@@ -65,6 +65,10 @@ def test_ablation_variants_change_only_their_ingredient():
         moment_ablation("adam", 0.01, landscape=st, v="noisy")
     with pytest.raises(ValueError, match="no hyperparameter 'beta0'"):
         moment_ablation("adam", 0.01, landscape=st, beta0=0.1)
+    with pytest.raises(ValueError, match="batch_size"):
+        moment_ablation("adam", 0.01, landscape=st, batch_size=0)
+    with pytest.raises(ValueError, match="dim >= 2"):
+        moment_ablation("adai", 0.01, landscape=StyblinskiTang(dim=1, noise="hessian"), v="shifted")
 
 
 def _euler(dyn, y, t, z):
@@ -168,7 +172,7 @@ def test_stacked_operator_and_closure_switches():
 def test_stochastic_v_fluctuates_with_the_ema_variance_of_g_squared():
     # At the minimum of a quadratic with Hessian noise (theta barely moves: tiny eta), v_hat is an EMA of
     # g^2 = C z^2: stationary mean C and variance (rho / (2 - rho)) 2 C^2, to O(rho^2) the CIR's rho C^2
-    # (rho = 1 - b2 = 0.02, 20 relaxation times after the bias-corrected start). Monte Carlo over particles;
+    # (rho = 1 - b2 = 0.02, 400 steps: 8 relaxation times of v, 16 of its variance, after the bias-corrected start). Monte Carlo over particles;
     # tolerances from the standard errors (the variance's: sqrt(2 / n) for a nearly Gaussian v) plus the
     # O(rho) difference between the two laws.
     q = Quadratic(hessian=[1.0, 4.0], noise="hessian")
@@ -205,3 +209,27 @@ def test_shared_normal_draws_the_square_noise_from_the_kick():
     assert isinstance(terms.terms[1].control, SharedSquarePath)
     with pytest.raises(ValueError, match="shared_normal=True needs closure='stochastic'"):
         AdaiLangevin(q, 0.01, closure="augmented", shared_normal=True)
+
+
+def test_adam_model_guards_a_vanishing_second_moment():
+    # b2 = 0 (v_hat = g^2): no finite bound, no division by zero; v = 0 with eps = 0: a zero step, not NaN;
+    # the first-order co-update term is dropped where v lies far below its mean.
+    st = StyblinskiTang(dim=2, noise="hessian")
+    theta = st.initial_point() + 0.1
+    for kwargs in ({"b2": 0.0}, {"eps": 0.0}):
+        adam = AdamLangevin(st, 0.01, closure="stochastic", **kwargs)
+        y = jnp.stack([theta, jnp.array([0.3, -0.2]), jnp.array([0.0, 1e-12])])
+        drift = adam.drift(0.05, y, None)
+        assert np.all(np.isfinite(np.asarray(drift))), drift
+    adam = AdamLangevin(st, 0.01, closure="stochastic")
+    plain = AdamLangevin(st, 0.01, closure="stochastic", co_update=False)
+    mean_square = st.gradient_covariance_diag(theta, 1) + st.gradient(theta) ** 2
+    m = jnp.array([0.3, -0.2])
+    tiny = jnp.stack([theta, m, 1e-10 * mean_square])  # far below its mean: no first-order term
+    np.testing.assert_allclose(adam.drift(100.0, tiny, None)[0], plain.drift(100.0, tiny, None)[0])
+    at_mean = jnp.stack([theta, m, mean_square])  # at its mean: the term k1 rho G C / (sqrt(v) s^2)
+    s = jnp.sqrt(mean_square) + 1e-8
+    k1, k2 = 0.1 / (1 - 0.9**10001), 0.001 / (1 - 0.999**10001)
+    term = k1 * k2 * st.gradient(theta) * st.gradient_covariance_diag(theta, 1) / (jnp.sqrt(mean_square) * s**2)
+    np.testing.assert_allclose(adam.drift(100.0, at_mean, None)[0] - plain.drift(100.0, at_mean, None)[0], term,
+                               rtol=1e-3)

@@ -23,7 +23,9 @@ def test_smoke_run_ratios_and_resume(tmp_path):
     assert (finite.ratio_lower <= finite.ratio).all() and (finite.ratio <= finite.ratio_upper).all()
     assert (out / "sde_fidelity.png").stat().st_size > 10_000
     before = (out / "results.csv").read_text()
-    run_experiment(cfg, out, progress=False)  # nothing reruns
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.npz")}
+    run_experiment(cfg, out, progress=False)  # every cell is done: none is computed or written again
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.npz")} == stamps
     assert (out / "results.csv").read_text() == before
 
 

@@ -92,7 +92,8 @@ class AdaiLangevin(AbstractSecondMomentDynamics):
         self.bias_correction = check_flag("AdaiLangevin", "bias_correction", bias_correction, self.closure)
         self.v_noise = check_flag("AdaiLangevin", "v_noise", v_noise, self.closure)
         self.co_update = check_flag("AdaiLangevin", "co_update", co_update, self.closure)
-        self.shared_normal = check_flag("AdaiLangevin", "shared_normal", shared_normal, self.closure)
+        self.shared_normal = check_flag("AdaiLangevin", "shared_normal", False if shared_normal is None else shared_normal,
+                                        self.closure)
 
     def inertia(self, y) -> Float[Array, " dim"]:
         """``1 - beta1_i = clip(beta0 v_i / v_bar, eps, 1)``."""

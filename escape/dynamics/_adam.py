@@ -91,7 +91,8 @@ class AdamLangevin(AbstractSecondMomentDynamics):
         self.bias_correction = check_flag("AdamLangevin", "bias_correction", bias_correction, self.closure)
         self.v_noise = check_flag("AdamLangevin", "v_noise", v_noise, self.closure)
         self.co_update = check_flag("AdamLangevin", "co_update", co_update, self.closure)
-        self.shared_normal = check_flag("AdamLangevin", "shared_normal", shared_normal, self.closure)
+        self.shared_normal = check_flag("AdamLangevin", "shared_normal", False if shared_normal is None else shared_normal,
+                                        self.closure)
 
     @property
     def v_decay(self) -> float:
@@ -111,6 +112,8 @@ class AdamLangevin(AbstractSecondMomentDynamics):
         """
         count = t / self.learning_rate + 1.0
         b1, b2 = self.b1, self.b2
+        if b2 == 0:  # v_hat = g^2: |m_hat| / |g| is unbounded for b1 > 0 (and 1 for b1 = 0)
+            return jnp.asarray(jnp.inf if b1 > 0 else 1.0)
         q = b1 * b1 / b2
         # sum_{j < count} q^j (q = 0: one term; q = 1: count terms)
         geometric = 1.0 if q == 0 else (count if q == 1 else -jnp.expm1(count * jnp.log(q)) / (1.0 - q))
@@ -124,9 +127,15 @@ class AdamLangevin(AbstractSecondMomentDynamics):
         k1 = self.ema_weight(self.b1, t).astype(y.dtype)
         root = jnp.sqrt(v)
         s = root + self.eps
-        step = m / s
+        live = s > 0
+        safe = jnp.where(live, s, 1.0)
+        step = jnp.where(live, m / safe, 0.0)
         if self.co_update:  # E[m' / s(v')]: the current gradient is in m' and its square in v'
-            step = step - k1 * rho * grad * cov / (jnp.where(root > 0, root, 1.0) * s**2)
+            # first order in rho (v - E g^2) / v: kept where v is within a factor 10 below its mean, dropped
+            # below (where it has no expansion and would blow up as v -> 0)
+            near = v > 0.1 * (cov + grad**2)
+            term = jnp.where(near, k1 * rho * grad * cov / (jnp.where(near, root, 1.0) * safe**2), 0.0)
+            step = step - term
         if self.bias_correction:  # the optimizer's m_hat and v_hat hold the same gradients: |step| is bounded
             bound = self.step_bound(t).astype(y.dtype)
             step = jnp.clip(step, -bound, bound)

@@ -78,18 +78,13 @@ class AbstractSecondMomentDynamics(AbstractPhaseSpaceDynamics):
         """Stochastic closure: ``(drift, noise coefficient, ito_correction)`` at ``(t, y)``."""
 
     @property
-    def extra_rows(self) -> tuple[str, ...]:
-        """Rows after ``v`` in the stochastic closure (Adai's ``log_p``)."""
-        return ()
-
-    @property
     def stochastic(self) -> bool:
         return self.closure == "stochastic"
 
     @property
     def components(self):
         if self.stochastic:
-            return ("theta", "m", "v", *self.extra_rows)
+            return ("theta", "m", "v")
         return ("theta", "r") if self.closure == "quasi-static" else ("theta", "r", "v")
 
     def second_moment(self, y: State) -> Point:
@@ -104,8 +99,7 @@ class AbstractSecondMomentDynamics(AbstractPhaseSpaceDynamics):
         if self.stochastic:
             # m at the mean gradient (the optimizer's first step replaces it by g_1 under bias correction).
             m0 = self.landscape.gradient(theta0) if self.bias_correction else jnp.zeros_like(theta0)
-            extra = [jnp.zeros_like(theta0) for _ in self.extra_rows]  # log P = 0
-            return jnp.stack([theta0, m0.astype(theta0.dtype), mean_square, *extra])
+            return jnp.stack([theta0, m0.astype(theta0.dtype), mean_square])
         rows = [theta0, jnp.zeros_like(theta0)]
         if self.closure == "augmented":
             rows.append(mean_square)

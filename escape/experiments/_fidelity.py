@@ -219,8 +219,9 @@ def plot(out: Path) -> Path:
         for method, colour in (("discrete", "C0"), ("sde", "C1")):
             pick = (sub["method"] == method).to_numpy()
             s = sub[pick]
-            ax.errorbar(s["ratio"], y[pick], xerr=[s["ratio"] - s["ratio_lower"], s["ratio_upper"] - s["ratio"]],
-                        fmt="o", color=colour, capsize=2)
+            lo = (s["ratio"] - s["ratio_lower"]).where(s["ratio_lower"] > 0, 0.0)  # an open end draws no bar
+            hi = (s["ratio_upper"] - s["ratio"]).where(np.isfinite(s["ratio_upper"]), 0.0)
+            ax.errorbar(s["ratio"], y[pick], xerr=[lo, hi], fmt="o", color=colour, capsize=2)
         ax.set_yticks(y, [f"{m}: {v}" for m, v in zip(sub["method"], sub["variant"])], fontsize=7)
         ax.axvline(1.0, color="k", lw=0.8)
         for f in (1 / 1.5, 1.5):

@@ -60,10 +60,15 @@ def plot_escape_rates(out: Path) -> Path:
 
 def _run_label(d: Path) -> str:
     """``name (mode[, closure, order])`` of an escape-rate run, from its manifest."""
-    run = json.loads((d / "manifest.json").read_text())["config"]["run"]
+    config = json.loads((d / "manifest.json").read_text())["config"]
+    run = config["run"]
+    names = {entry.get("optimizer") for entry in config.get("optimizers", {}).values()}
     mode = run.get("mode", "discrete")
-    if mode == "sde":
-        mode += f", {run.get('closure', 'quasi-static')}" + (f", order {run['order']}" if run.get("order", 1) != 1 else "")
+    if mode == "sde":  # only the keys some model of the run takes
+        if names & {"adam", "rmsprop", "adai", "adaiw"}:
+            mode += f", {run.get('closure', 'quasi-static')}" + (", shared normal" if run.get("shared_normal") else "")
+        if names & {"sgd", "momentum", "momentum-ema"} and run.get("order", 1) != 1:
+            mode += f", order {run['order']}"
     return f"{d.name} ({mode})"
 
 

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import optax
 
+from .._checks import check_integer
 from ._validate import check_choice, check_interval, check_learning_rate, check_nonnegative, check_positive
 
 
@@ -69,6 +70,12 @@ def moment_ablation(
     owner = "moment_ablation"
     check_choice(owner, "name", name, ("adam", "adai"))
     check_choice(owner, "v", v, ("sampled", "mean", "frozen", "shifted"))
+    check_integer(owner, "batch_size", batch_size, 1)
+    for flag, value in (("bias_correction", bias_correction), ("lagged_v", lagged_v)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{owner}: {flag} must be True or False, got {value!r}")
+    if v == "shifted" and getattr(landscape, "dim", 0) < 2:
+        raise ValueError(f"{owner}: v='shifted' needs a landscape of dim >= 2 (it borrows the next coordinate's noise)")
     check_learning_rate(owner, learning_rate)
     defaults = {"adam": {"b1": 0.9, "b2": 0.999, "eps": 1e-8}, "adai": {"beta0": 0.1, "beta2": 0.99, "eps": 1e-3}}[name]
     unknown = set(hyperparameters) - set(defaults)
@@ -92,7 +99,8 @@ def moment_ablation(
     def shifted_square(g, theta):
         grad = landscape.gradient(theta)
         cov = landscape.gradient_covariance_diag(theta, batch_size)
-        other = jnp.roll(g - grad, -1) * jnp.sqrt(cov / jnp.roll(cov, -1))
+        nxt = jnp.roll(cov, -1)
+        other = jnp.roll(g - grad, -1) * jnp.sqrt(cov / jnp.where(nxt > 0, nxt, 1.0)) * (nxt > 0)
         return ((grad + other) ** 2).astype(g.dtype)
 
     def init_fn(params):
