@@ -63,7 +63,8 @@ def make_dynamics(name: str, landscape: AbstractLandscape, *, batch_size: int, *
 
     ``make_dynamics("adam", landscape, batch_size=1, learning_rate=0.01, b1=0.9)`` models
     ``make_optimizer("adam", learning_rate=0.01, b1=0.9)`` at batch size 1. Adam, RMSProp and Adai also
-    accept ``closure="quasi-static" | "augmented"``; SGD, momentum and momentum-ema accept ``order=1 | 2``
+    accept ``closure="quasi-static" | "augmented" | "stochastic"`` and the stochastic closure's switches
+    ``bias_correction``, ``v_noise``, ``co_update``, ``shared_normal`` (docs/models/adam.md, adai.md); SGD, momentum and momentum-ema accept ``order=1 | 2``
     (``2``: the second-order stochastic modified equation, docs/models/sgd.md and heavy_ball.md).
 
     Raises:

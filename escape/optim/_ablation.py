@@ -93,8 +93,11 @@ def moment_ablation(
         check_interval(owner, "beta2", b2, 0.0, 1.0, closed_low=True, closed_high=False)
         check_interval(owner, "eps", hp["eps"], 0.0, 1.0, closed_low=False, closed_high=False)
 
+    # imported here, not at the top: escape.landscapes, which escape.dynamics imports, imports escape.optim
+    from ..dynamics._second_moment import stationary_second_moment
+
     def mean_square(theta):
-        return landscape.gradient_covariance_diag(theta, batch_size) + landscape.gradient(theta) ** 2
+        return stationary_second_moment(landscape, theta, batch_size)
 
     def shifted_square(g, theta):
         grad = landscape.gradient(theta)
