@@ -10,6 +10,7 @@ inputs. Names are case-insensitive, ``_`` and ``-`` are the same, and a few alia
 import inspect
 from collections.abc import Callable
 
+import numpy as np
 import optax
 from jaxtyping import ArrayLike
 
@@ -199,11 +200,49 @@ def make_optimizer(name: str, **hyperparameters) -> optax.GradientTransformation
             ``learning_rate`` is required.
 
     Returns:
-        An `optax.GradientTransformation`.
+        An `optax.GradientTransformation`. Equal arguments (numbers equal in type and value, the same schedule
+        object) return the same object, so that a loop rebuilding its optimizer, e.g.
+        ``make_optimizer("sgd", learning_rate=lr)`` once per seed, reuses the compiled steps of
+        [`escape.simulate.escape_times`][] and of training, which are cached per optimizer object.
 
     Raises:
         ValueError: unknown ``name`` or hyperparameter (with a "did you mean"), a missing one, a value that
             is not a number (``learning_rate="0.1"``), or a value out of range.
     """
     canonical = check_hyperparameters(name, hyperparameters)
-    return OPTIMIZERS[canonical](**hyperparameters)
+    key = _memo_key(canonical, hyperparameters)
+    if key is None:
+        return OPTIMIZERS[canonical](**hyperparameters)
+    if key not in _BUILT:
+        if len(_BUILT) >= _MEMO_SIZE:
+            _BUILT.pop(next(iter(_BUILT)))
+        _BUILT[key] = OPTIMIZERS[canonical](**hyperparameters)
+    return _BUILT[key]
+
+
+_MEMO_SIZE = 256
+_BUILT: dict[tuple, optax.GradientTransformation] = {}
+
+
+def _memo_key(canonical: str, hyperparameters: dict) -> tuple | None:
+    """The key under which an optimizer built from these arguments is reused, or None (not reusable).
+
+    Compiled engine and training steps are cached per optimizer *object* (an optax transformation is a pair of
+    closures, equal only to itself), so equal arguments must give the same object for a loop that rebuilds
+    the optimizer to reuse its compiled step. Python and NumPy scalars are keyed by type and value (``0.1`` and
+    ``np.float32(0.1)`` stay apart), hashable objects such as schedules by identity; arrays are not keyed.
+    """
+    items = []
+    for k, v in sorted(hyperparameters.items()):
+        if isinstance(v, (bool, int, float, str, np.generic)) or v is None:
+            items.append((k, type(v).__name__, v.item() if isinstance(v, np.generic) else v))
+        elif callable(v) and not hasattr(v, "shape"):
+            items.append((k, "id", id(v), v))  # the object itself keeps its id from being reused
+        else:
+            return None
+    key = canonical, tuple(items)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key

@@ -192,7 +192,11 @@ def escape_times(
 
     Args:
         landscape: the loss landscape with its noise model.
-        optimizer: an optax GradientTransformation (see ``escape.optim.make_optimizer``).
+        optimizer: an optax GradientTransformation (see ``escape.optim.make_optimizer``). The compiled steps
+            are cached per optimizer *object* (an optax transformation is a pair of closures, equal only to
+            itself): build your own optax object once and pass the same one to every call (a fresh
+            ``optax.sgd(lr)`` inside a loop over seeds compiles again each time, 1-3 s). ``make_optimizer``
+            returns the same object for equal arguments, so rebuilding a registry optimizer costs nothing.
         batch_size: minibatch size B.
         n_particles: number of independent particles.
         max_steps: horizon; particles still inside are censored there.
