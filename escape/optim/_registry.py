@@ -7,6 +7,7 @@ inputs. Names are case-insensitive, ``_`` and ``-`` are the same, and a few alia
 ([`escape.optim.OPTIMIZER_ALIASES`][]) name the same entries.
 """
 
+import functools
 import inspect
 from collections.abc import Callable
 
@@ -210,37 +211,34 @@ def make_optimizer(name: str, **hyperparameters) -> optax.GradientTransformation
             is not a number (``learning_rate="0.1"``), or a value out of range.
     """
     canonical = check_hyperparameters(name, hyperparameters)
-    key = _memo_key(canonical, hyperparameters)
-    if key is None:
-        return OPTIMIZERS[canonical](**hyperparameters)
-    if key not in _BUILT:
-        if len(_BUILT) >= _MEMO_SIZE:
-            _BUILT.pop(next(iter(_BUILT)))
-        _BUILT[key] = OPTIMIZERS[canonical](**hyperparameters)
-    return _BUILT[key]
+    key = _memo_key(hyperparameters)
+    return OPTIMIZERS[canonical](**hyperparameters) if key is None else _build(canonical, key)
 
 
-_MEMO_SIZE = 256
-_BUILT: dict[tuple, optax.GradientTransformation] = {}
+@functools.lru_cache(maxsize=256)
+def _build(canonical: str, key: tuple) -> optax.GradientTransformation:
+    """The optimizer ``canonical`` built from the hyperparameters of ``key`` (:func:`_memo_key`), once per key."""
+    return OPTIMIZERS[canonical](**{name: value for name, _, value in key})
 
 
-def _memo_key(canonical: str, hyperparameters: dict) -> tuple | None:
+def _memo_key(hyperparameters: dict) -> tuple | None:
     """The key under which an optimizer built from these arguments is reused, or None (not reusable).
 
     Compiled engine and training steps are cached per optimizer *object* (an optax transformation is a pair of
     closures, equal only to itself), so equal arguments must give the same object for a loop that rebuilds
     the optimizer to reuse its compiled step. Python and NumPy scalars are keyed by type and value (``0.1`` and
-    ``np.float32(0.1)`` stay apart), hashable objects such as schedules by identity; arrays are not keyed.
+    ``np.float32(0.1)`` stay apart), callables such as schedules by identity; arrays and unhashable values
+    are not keyed. The key holds the values themselves, which build the optimizer.
     """
     items = []
-    for k, v in sorted(hyperparameters.items()):
-        if isinstance(v, (bool, int, float, str, np.generic)) or v is None:
-            items.append((k, type(v).__name__, v.item() if isinstance(v, np.generic) else v))
-        elif callable(v) and not hasattr(v, "shape"):
-            items.append((k, "id", id(v), v))  # the object itself keeps its id from being reused
+    for name, value in sorted(hyperparameters.items()):
+        if isinstance(value, (bool, int, float, str, np.generic)) or value is None:
+            items.append((name, type(value).__name__, value))
+        elif callable(value):
+            items.append((name, id(value), value))  # by identity; held in the key, its id is not reused
         else:
             return None
-    key = canonical, tuple(items)
+    key = tuple(items)
     try:
         hash(key)
     except TypeError:
