@@ -6,7 +6,7 @@ iteration), for the papers' closure (quasi-static) and the improved one (stochas
 stochastic ``v``, two Brownian motions per coordinate). Both run ``--steps`` iterations after a compile-and-warm-up call; learning rates are small
 enough that no particle escapes, so both run the full horizon. Prints the ratio discrete / SDE time.
 
-    python benchmarks/sde_throughput.py [--steps 2000] [--particles 4096]
+    python benchmarks/sde_throughput.py [--steps 2000] [--particles 4096] [--optimizers sgd,adam,adai]
 """
 
 import argparse
@@ -41,12 +41,17 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--particles", type=int, default=4096)
+    p.add_argument("--optimizers", default="sgd,adam,adai", help="comma-separated subset of sgd, adam, adai")
     args = p.parse_args()
+    chosen = [v.strip() for v in args.optimizers.split(",") if v.strip()]
+    unknown = sorted(set(chosen) - {name for name, _, _ in SETTINGS})
+    if unknown or not chosen:
+        p.error(f"--optimizers: unknown {', '.join(unknown)}; choose from sgd, adam, adai")
     land = StyblinskiTang(dim=10, sharpness=1.0, noise="hessian")
     key = jax.random.key(0)
     n, steps = args.particles, args.steps
     print(f"devices: {jax.devices()}; {n} particles x {steps} steps, 10-d Styblinski-Tang, hessian noise")
-    for name, hyper, model in SETTINGS:
+    for name, hyper, model in (s for s in SETTINGS if s[0] in chosen):
         opt = make_optimizer(name, **hyper)
         dyn = make_dynamics(name, land, batch_size=1, **hyper, **model)
         eta = hyper["learning_rate"]

@@ -5,6 +5,7 @@ Public API by re-export: implementation lives in private modules; the names belo
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from ._host import configure_cpu as configure_cpu
 from . import curvature as curvature
 from . import data as data
 from . import dynamics as dynamics

@@ -54,14 +54,15 @@ def fold_in(key_data: UInt32[Array, "2"], data) -> UInt32[Array, "2"]:
 
 def block_words(
     key: Key, block: Int[Array, ""], particle: UInt32[Array, " particles"], n_words: int
-) -> UInt32[Array, "particles {n_words}"]:
-    """The ``n_words`` (even) noise words of ``block`` for each particle index in ``particle``."""
+) -> UInt32[Array, "{n_words} particles"]:
+    """The ``n_words`` (even) noise words of ``block`` for each particle index in ``particle``, particles last
+    (word ``j`` of particle ``p`` at ``[j, p]``: the engine's layout, every row a contiguous vector)."""
     return block_key_words(fold_in(jax.random.key_data(key), block), particle, n_words)
 
 
 def block_key_words(
     kb: UInt32[Array, "2"], particle: UInt32[Array, " particles"], n_words: int
-) -> UInt32[Array, "particles {n_words}"]:
+) -> UInt32[Array, "{n_words} particles"]:
     """:func:`block_words` from the block key ``kb = fold_in(key_data(key), block)``.
 
     For loops: pass ``kb`` in materialised (a loop-carried value or an input), or XLA fuses the scalar
@@ -75,7 +76,7 @@ def block_key_words(
     for j in range(n_words // 2):
         a, b = threefry2x32(k0, k1, particle, jnp.full_like(particle, j))
         halves += [a, b]
-    return jnp.stack(halves, axis=-1)
+    return jnp.stack(halves)
 
 
 def uniform(words: UInt32[Array, "..."]) -> Float[Array, "..."]:
@@ -84,12 +85,46 @@ def uniform(words: UInt32[Array, "..."]) -> Float[Array, "..."]:
     return jax.lax.bitcast_convert_type(bits, jnp.float32) - 1.0
 
 
+def midpoint_uniform(words: UInt32[Array, "..."]) -> Float[Array, "..."]:
+    """Uniform on (0, 1) from the top 23 bits ``k`` of each word: ``(k + 1/2) 2**-23``.
+
+    The midpoints of the 2**23 equal cells: never 0 or 1, symmetric about 1/2 (``u`` and ``1 - u`` are both
+    values, and both exact in float32), so a normal made from them needs no clipping and has mean exactly 0.
+    """
+    bits = (words >> 9) | jnp.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type(bits, jnp.float32) - jnp.float32(1.0 - 2.0**-24)
+
+
+# Giles (2010), "Approximating the erfinv function", single precision: erfinv(x) = p(w) x with
+# w = -log(1 - x^2), p a degree-8 polynomial in w - 2.5 (w < 5) or in sqrt(w) - 3 (the tails, |x| > 0.9966).
+_GILES_CENTRAL = (2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
+                  -0.00125372503, -0.00417768164, 0.246640727, 1.50140941)
+_GILES_TAIL = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
+               -0.0076224613, 0.00943887047, 1.00167406, 2.83297682)
+
+
+def _horner(coefficients, w):
+    p = jnp.float32(coefficients[0])
+    for c in coefficients[1:]:
+        p = jnp.float32(c) + p * w
+    return p
+
+
 def normal(words: UInt32[Array, "..."]) -> Float[Array, "..."]:
-    """Standard normals, one per word, by inverse-erf as in ``jax.random.normal``."""
-    lo = np.nextafter(np.float32(-1.0), np.float32(0.0))
-    u = 2.0 * uniform(words) - 1.0
-    u = jnp.maximum(u, lo)
-    return jnp.sqrt(2.0).astype(jnp.float32) * jax.lax.erf_inv(u)
+    """Standard normals, one per word: ``Phi^-1(u)`` of the midpoint uniform ``u`` (:func:`midpoint_uniform`).
+
+    ``Phi^-1(u) = sqrt(2) erfinv(2u - 1)`` with Giles' single-precision erfinv, its argument computed as
+    ``w = -log(4 u (1 - u))`` (``= -log(1 - x^2)`` for ``x = 2u - 1``; ``4u(1 - u)`` is exact to one rounding,
+    where ``log1p(-x^2)`` loses digits as ``|x| -> 1``, and a plain ``log`` is half the cost of ``log1p`` on
+    CPU). Within 5e-7 relative of the exact inverse CDF at every one of the 2**23 inputs (tested); symmetric
+    (``normal`` of the complementary word is exactly ``-normal``); largest value ``|z| = 5.29`` (``u = 2**-24``).
+    This is the inverse-erf route of ``jax.random.normal``, ~1.5x faster in the engine's fused step.
+    """
+    u = midpoint_uniform(words)
+    w = -jnp.log(4.0 * u * (1.0 - u))
+    central = _horner(_GILES_CENTRAL, w - 2.5)
+    tail = _horner(_GILES_TAIL, jnp.sqrt(w) - 3.0)
+    return jnp.float32(np.sqrt(2.0)) * jnp.where(w < 5.0, central, tail) * (2.0 * u - 1.0)
 
 
 def index(words: UInt32[Array, "..."], n: int) -> Int[Array, "..."]:

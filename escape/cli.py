@@ -4,6 +4,7 @@ Bad input gives a one-line message on stderr and exit code 2, never a traceback
 (set ``ESCAPE_DEBUG=1`` to see one). Ctrl-C exits with 130 and says that rerunning resumes.
 """
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -46,6 +47,20 @@ _OUTPUT_OPTIONS = [
     click.option("--log", is_flag=True, help="One plain line per finished cell, run or epoch (for logs and pipes)."),
     click.option("--quiet", "-q", is_flag=True, help="Nothing while running (same as --no-progress)."),
 ]
+
+
+_DISTRIBUTED_OPTIONS = [
+    click.option("--coordinator", default=None, metavar="HOST:PORT",
+                 help="Multi-process run: process 0's address (the same for every process)."),
+    click.option("--num-processes", type=int, default=None, help="Multi-process run: the number of processes."),
+    click.option("--process-id", type=int, default=None, help="Multi-process run: this process's index, from 0."),
+]
+
+
+def _distributed_options(f):
+    for option in reversed(_DISTRIBUTED_OPTIONS):
+        f = option(f)
+    return f
 
 
 def _output_options(f):
@@ -95,15 +110,32 @@ def list_cmd():
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory (resumes if it exists).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Set any config key (dotted; TOML value), e.g. run.n_particles=2000. preset=NAME applies a preset.")
+@click.option("--devices", type=int, default=None,
+              help="XLA host devices to shard particles over on a CPU (default: one per core, or XLA_FLAGS' count); "
+                   "results are identical whatever the number.")
+@_distributed_options
 @_output_options
-def run_cmd(experiment, out, sets, **output):
+def run_cmd(experiment, out, sets, devices, coordinator, num_processes, process_id, **output):
     """Run (or resume) EXPERIMENT, a bundled name or a TOML file.
 
     Every key is checked before anything is written to OUT (docs: config reference). Rerunning the same
-    command after an interrupt resumes where it stopped.
+    command after an interrupt resumes where it stopped. With --coordinator, --num-processes and --process-id
+    (or under SLURM / Open MPI) every process runs this same command; particles are sharded over the devices
+    of all of them, and process 0 writes OUT and prints.
     """
-    config = check_config(apply_overrides(load_config(experiment), list(sets)))
-    table = run_experiment(config, out, progress=_progress(output))
+    from . import _distributed
+    from ._host import configure_cpu
+
+    configure_cpu(devices, owner="--devices")
+    raw = apply_overrides(load_config(experiment), list(sets))
+    _distributed.initialize(coordinator, num_processes, process_id, owner="run")  # before JAX's first operation
+    config = check_config(raw)
+    mode = _progress(output) if _distributed.is_writer() else "none"
+    if mode != "none":
+        _print_estimate(config, out)
+    table = run_experiment(config, out, progress=mode)
+    if not _distributed.is_writer():
+        return
     report = experiment_report(out, config)
     if report is not None:
         click.echo(report)
@@ -111,6 +143,22 @@ def run_cmd(experiment, out, sets, **output):
     _, fit_table = fit_experiment(out)
     _print_tables(table, fit_table)
     click.echo(f"\nwrote {out}/results.csv, fit.csv, manifest.json, escape_rates.png")
+
+
+def _print_estimate(config: dict, out) -> None:
+    """The run's cost line on stderr (kinds with a cost model: escape.experiments._cost)."""
+    import jax
+
+    from ._host import cpu_cores
+    from .experiments._cost import run_estimate
+    from .experiments._runner import _module
+
+    cores = None  # off a CPU no time is estimated (the constants are CPU measurements)
+    if jax.default_backend() == "cpu":  # several processes: one core per device, their default layout
+        cores = cpu_cores() if jax.process_count() == 1 else jax.device_count()
+    line = run_estimate(_module(config), config, out, cores)
+    if line:
+        click.echo(line, err=True)
 
 
 @cli.command("fit")
@@ -213,18 +261,31 @@ def _optimizer_args(items) -> dict:
 @click.option("--sharpness/--no-sharpness", default=True, show_default=True, help="Measure the solution's sharpness.")
 @click.option("--sharpness-examples", type=int, default=None, help="Training examples for the sharpness (default: all).")
 @click.option("--compilation-cache/--no-compilation-cache", default=True, show_default=True,
-              help="Persistent JAX compilation cache in OUT/.jax_cache.")
+              help="Persistent JAX compilation cache in OUT/.jax_cache (process 0's only in a multi-process run).")
+@_distributed_options
 @_output_options
-def train_cmd(out, milestones, opt_args, compilation_cache, progress, log, quiet, **settings):
-    """Train a model (or resume training it in OUT) and measure the sharpness of the solution."""
+def train_cmd(out, milestones, opt_args, compilation_cache, coordinator, num_processes, process_id, progress, log,
+              quiet, **settings):
+    """Train a model (or resume training it in OUT) and measure the sharpness of the solution.
+
+    With --coordinator, --num-processes and --process-id (or under SLURM / Open MPI) every process runs this same
+    command: the batch is split over the devices of all of them (data-parallel), and process 0 writes OUT
+    (checkpoints included) and prints.
+    """
+    from . import _distributed
     from .experiments._console import progress_mode
     from .train import TrainConfig, train, use_compilation_cache
 
     settings = {k: v for k, v in settings.items() if v is not None}
     config = TrainConfig(milestones=_milestones(milestones), optimizer_args=_optimizer_args(opt_args), **settings)
-    if compilation_cache:
+    _distributed.initialize(coordinator, num_processes, process_id, owner="train")
+    writer = _distributed.is_writer()
+    if compilation_cache and writer:  # one process writes the cache directory, as it writes the rest of OUT
         use_compilation_cache(os.path.join(out, ".jax_cache"))
-    history = train(config, out, progress=progress_mode(_progress({"progress": progress, "log": log, "quiet": quiet})))
+    mode = progress_mode(_progress({"progress": progress, "log": log, "quiet": quiet})) if writer else "none"
+    history = train(config, out, progress=mode)
+    if not writer:
+        return
     for row in history.epochs[-3:]:
         click.echo(f"epoch {row['epoch']:>3}  lr {row['lr']:.3g}  train loss {row['train_loss']:.4f}  "
                    f"train acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f}  test acc {row['test_acc']:.4f}")
@@ -259,7 +320,9 @@ def main(argv=None):
         if os.environ.get("ESCAPE_DEBUG"):
             raise
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        _fail(f"{where}{e.strerror or e}")
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)  # what was finished is on disk (atomic writes)
+        _fail(f"{where}{e.strerror or e}" + ("; finished work is kept: free some space and rerun the same command "
+                                             "to resume" if full else ""))
     except KeyboardInterrupt:
         _interrupted()
 

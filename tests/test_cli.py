@@ -108,9 +108,16 @@ def test_sigkill_then_resume_gives_identical_results(tmp_path):
 
 def test_fit_and_plot_commands(tmp_path, capsys):
     out = tmp_path / "run"
-    main(["run", "fig6", "--out", str(out), *SMOKE, "--set", "run.sharpness=[3.0, 4.0, 5.0]", "--set", "run.n_particles=16"])
-    printed = capsys.readouterr().out
+    cmd = ["run", "fig6", "--out", str(out), "--set", "preset=smoke", "--log", "--set", "run.sharpness=[3.0, 4.0, 5.0]",
+           "--set", "run.n_particles=16"]
+    main(cmd)
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "p_hat" in printed and "sgd" in printed
+    # the cost line before the run: 4 optimizers x 3 sharpnesses x 16 particles x 2000 steps = 384000
+    assert "cost: 12 cell(s) to run, 3.8e+05 particle-steps at most, at most ~" in captured.err
+    main(cmd)  # finished: nothing to compute, the same tables
+    assert "cost: all 12 cells are finished; nothing to compute" in capsys.readouterr().err
     fit_before = (out / "fit.csv").read_text()
     (out / "fit.csv").unlink()
     main(["fit", str(out)])

@@ -81,7 +81,7 @@ def test_escape_test_uses_saddle_coordinate():
 def _sample_gradients(landscape, theta, batch, n, seed=0):
     m = landscape.noise_words(batch)
     m2 = m + (m % 2)
-    words = _random.block_words(jax.random.key(seed), jnp.int32(0), jnp.arange(n, dtype=jnp.uint32), m2)[:, :m]
+    words = _random.block_words(jax.random.key(seed), jnp.int32(0), jnp.arange(n, dtype=jnp.uint32), m2)[:m].T
     return jax.vmap(lambda w: landscape.stochastic_gradient(theta, w, batch))(words)
 
 

@@ -116,7 +116,7 @@ def step_normals(kb: UInt32[Array, "2"], particle: UInt32[Array, " particles"], 
     as ``solve_sde`` does, or XLA fuses it into the consumer's loop order).
     """
     words = jax.lax.optimization_barrier(_random.block_key_words(kb, particle, n_words))
-    return _random.normal(words.T)
+    return _random.normal(words)
 
 
 class BrownianSpec(eqx.Module):

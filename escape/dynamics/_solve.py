@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import _distributed
 from .._checks import check_integer, check_positive
 from .._custom_types import Array, Bool, Float, Int, Key, Points
 from ..simulate._engine import passage_masks
@@ -262,6 +263,9 @@ def solve_sde(
         chunk_size: solver steps per compiled call (the run can stop after any chunk).
         progress: show a progress bar.
 
+    With ``method="scan"`` the particles are sharded over every device (of every process, in a multi-process
+    run: ``escape.distributed``); the result is bit-identical whatever the number of devices.
+
     Returns:
         An [`escape.dynamics.SDEResult`][].
     """
@@ -318,11 +322,21 @@ def solve_sde(
     if method == "diffeqsolve":
         return _solve_diffeqsolve(dynamics, solver, spec, y0, pid, n_total, escape, common)
 
-    state = _State(y0, jnp.full((n_particles,), -1, jnp.int32), jnp.full((n_particles,), -1, jnp.int32))
+    devices = jax.devices()
+    padded = -(-n_particles // len(devices)) * len(devices)
+    mesh = jax.sharding.Mesh(np.array(devices), ("particles",))
+    by_particle = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("particles"))
+    y_pad = jnp.concatenate([y0, jnp.broadcast_to(y0[:1], (padded - n_particles,) + y0.shape[1:])])
+    state = _State(y_pad, jnp.full((padded,), -1, jnp.int32), jnp.full((padded,), -1, jnp.int32))
+    state = _distributed.put(state, by_particle)
+    pid = _distributed.put(jnp.arange(padded, dtype=jnp.uint32), by_particle)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    dynamics, spec = _distributed.put((dynamics, spec), replicated)
+    local = lambda a: jnp.asarray(_distributed.fetch(a)[:n_particles])  # noqa: E731
     saves = []
     si = 0
     while si < len(save_steps) and save_steps[si] == 0:
-        saves.append(state.y)
+        saves.append(local(state.y))
         si += 1
     n = 0
     dt_arr = jnp.asarray(dt, dtype)
@@ -338,7 +352,7 @@ def solve_sde(
             bar.update(stop - n)
             n = stop
             while si < len(save_steps) and save_steps[si] == n:
-                saves.append(state.y)
+                saves.append(local(state.y))
                 si += 1
             if escape and si == len(save_steps) and bool(done):
                 break
@@ -346,10 +360,10 @@ def solve_sde(
         bar.close()
     ys = jnp.stack(saves) if saves else jnp.zeros((0,) + y0.shape, dtype)
     return SDEResult(
-        first_passage_step=state.first_passage,
-        first_divergence_step=state.first_divergence,
+        first_passage_step=local(state.first_passage),
+        first_divergence_step=local(state.first_divergence),
         n_steps=n,
-        final=state.y,
+        final=local(state.y),
         ys=ys,
         **common,
     )

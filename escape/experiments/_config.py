@@ -120,6 +120,33 @@ def _has_results(out: Path) -> bool:
 
 
 def prepare_run_dir(out, config: dict):
+    """Create or check the run directory ``out`` for ``config`` (:func:`_prepare_run_dir`).
+
+    In a multi-process run process 0 prepares it and every process learns whether it could: all raise
+    ConfigError together (no process is left waiting for the others' collectives).
+    """
+    import jax
+
+    if jax.process_count() == 1:
+        return _prepare_run_dir(out, config)
+    from .._distributed import broadcast, is_writer
+    import numpy as np
+
+    error = None
+    if is_writer():
+        try:
+            _prepare_run_dir(out, config)
+        except ConfigError as e:
+            error = e
+    ok = int(broadcast(np.int32(error is None)))
+    if error is not None:
+        raise error
+    if not ok:
+        raise ConfigError(f"--out: process 0 could not use {out} (its message says why)")
+    return Path(out)
+
+
+def _prepare_run_dir(out, config: dict):
     """Create ``out`` and its manifest, or check that it holds a run of the same config (resume).
 
     A directory whose manifest holds another config but no results yet (a run that failed before its first
@@ -128,9 +155,7 @@ def prepare_run_dir(out, config: dict):
     ConfigError, naming the keys that differ, if ``out`` holds results of a different config, and for OS
     errors (one line).
     """
-    import json
-
-    from ._io import atomic_write_json, manifest
+    from ._io import atomic_write_json, manifest, read_manifest
     from ._schema import describe_diff
 
     out = Path(out)
@@ -138,7 +163,13 @@ def prepare_run_dir(out, config: dict):
         out.mkdir(parents=True, exist_ok=True)
         man_path = out / "manifest.json"
         if man_path.exists():
-            old = json.loads(man_path.read_text()).get("config", {})
+            try:
+                old = read_manifest(man_path)["config"]
+            except ValueError as e:
+                raise ConfigError(
+                    f"--out: {man_path} is damaged ({e}); restore it, or delete it if {out} holds a run of this same "
+                    "config (its finished cells are kept), or choose another --out"
+                ) from None
             if old == config:  # the usual resume: the manifest holds this resolved config already
                 return out
             old = _resolved_or_raw(old)
@@ -161,9 +192,7 @@ def prepare_run_dir(out, config: dict):
             # directory takes the new config, and its tables are rebuilt under it.
         atomic_write_json(man_path, manifest(config))
     except OSError as e:
-        raise ConfigError(f"--out: {out}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--out: {out}/manifest.json is not readable JSON ({e})") from None
+        raise ConfigError(f"--out: {e.filename or out}: {e.strerror or e}") from None
     return out
 
 
@@ -179,12 +208,14 @@ def _resolved_or_raw(config: dict) -> dict:
 
 def stored_config(out, owner: str = "DIR") -> dict:
     """The config recorded in ``out/manifest.json``; ConfigError (naming ``owner``) if there is none."""
-    import json
+    from ._io import read_manifest
 
     path = Path(out) / "manifest.json"
     if not path.is_file():
         raise ConfigError(f"{owner}: {out} has no manifest.json (not an experiment directory)")
     try:
-        return json.loads(path.read_text())["config"]
-    except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"{owner}: cannot read {path} ({type(e).__name__}: {e})") from None
+        return read_manifest(path)["config"]
+    except ValueError as e:
+        raise ConfigError(f"{owner}: cannot read {path} ({e}); restore it") from None
+    except OSError as e:
+        raise ConfigError(f"{owner}: cannot read {path} ({e.strerror or e})") from None

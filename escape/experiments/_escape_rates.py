@@ -49,13 +49,17 @@ from ._schema import (
     particles_key,
     seed_key,
 )
-from ._io import atomic_write_bytes, atomic_write_text
+from .._distributed import is_writer
+from ._cells import pending
+from ._io import atomic_write_bytes, atomic_write_text, load_cell
 
 RESULT_COLUMNS = [
     "optimizer", "algorithm", "sharpness", "learning_rate", "batch_size", "rate", "rate_lower", "rate_upper",
     "paper_rate", "paper_lower", "paper_upper", "particles", "escapes", "early_escapes", "burn_in", "censored", "diverged",
     "mean_escape_time", "ks_pvalue", "steps_run", "barrier", "hessian_min", "in_window",
 ]
+
+CELL_KEYS = ("first_passage", "first_divergence", "steps_run")  # the arrays a cell file's row is made of
 
 
 def _landscape_keys(name: str) -> dict:
@@ -229,6 +233,21 @@ def _cell_name(label: str, k: float) -> str:
     return f"{label}__k{float(k):g}"
 
 
+def work(config: dict) -> list:
+    """Every cell's path under the run directory and its work (escape.experiments._cost): the CLI's estimate."""
+    from ._cost import Work
+
+    run_cfg = config["run"]
+    method = "sde" if run_cfg.get("mode", "discrete") == "sde" else "engine"
+    cells = []
+    for label in config["optimizers"]:
+        name, _, over = _optimizer_settings(config, label)
+        steps = int(over.get("max_steps", run_cfg["max_steps"]))
+        w = Work(method, name, int(config["landscape"]["dim"]), int(run_cfg["n_particles"]), steps)
+        cells += [(f"cells/{_cell_name(label, k)}.npz", w) for k in run_cfg["sharpness"]]
+    return cells
+
+
 def _cell_key(seed: int, label: str, k: float):
     tag = zlib.crc32(f"{label}|{float(k)!r}".encode())
     return jax.random.fold_in(jax.random.key(seed), tag)
@@ -240,7 +259,7 @@ def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
     run_cfg = config["run"]
     seed = int(config.get("seed", 0))
     cells = [(label, k) for label in config["optimizers"] for k in run_cfg["sharpness"]]
-    todo = [(label, k) for label, k in cells if not (out / "cells" / f"{_cell_name(label, k)}.npz").exists()]
+    todo = pending(cells, lambda c: (out / "cells" / f"{_cell_name(*c)}.npz").exists())
     console = Console(progress, len(cells), done=len(cells) - len(todo), unit="cell", where=out)
     optimizers = {}  # one object per label: cells of a label share one compiled engine chunk
     try:
@@ -281,12 +300,15 @@ def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
                 max_steps=res.max_steps,
             )
             atomic_write_bytes(out / "cells" / f"{_cell_name(label, k)}.npz", buf.getvalue())
+            if not is_writer():  # a multi-process run: process 0 writes and reports
+                console.done(_cell_name(label, k))
+                continue
             table = write_results(config, out)
             row = table[(table["optimizer"] == label) & (table["sharpness"] == float(k))].iloc[0]
             console.done(cell_line(row))
     finally:
         console.close()
-    return _finish(config, out)[0]
+    return _finish(config, out)[0] if is_writer() else None
 
 
 def cell_line(row) -> str:
@@ -391,8 +413,7 @@ def results_table(config: dict, out: Path) -> pd.DataFrame:
         for k in config["run"]["sharpness"]:
             path = Path(out) / "cells" / f"{_cell_name(label, k)}.npz"
             if path.exists():
-                with np.load(path) as cell:
-                    rows.append(_cell_row(config, label, k, dict(cell)))
+                rows.append(_cell_row(config, label, k, load_cell(path, CELL_KEYS)))
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
@@ -525,8 +546,7 @@ def pool(sources: list, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                 path = Path(src) / "cells" / name
                 if not path.is_file():
                     raise ConfigError(f"pool: {src} has no finished cell {name}; finish (resume) that run first")
-                with np.load(path) as cell:
-                    parts.append(dict(cell))
+                parts.append(load_cell(path, (*CELL_KEYS, "max_steps")))
             buf = io.BytesIO()
             np.savez(
                 buf,

@@ -37,6 +37,8 @@ from ..dynamics import make_dynamics, solve_sde
 from ..landscapes import Quadratic
 from ..optim import make_optimizer
 from ..simulate import escape_times
+from .._distributed import is_writer
+from ._cells import pending
 from ._config import ConfigError, prepare_run_dir
 from ._console import Console
 from ._schema import (
@@ -53,7 +55,7 @@ from ._schema import (
     particles_key,
     seed_key,
 )
-from ._io import atomic_write_bytes, atomic_write_text, rebuild_outputs
+from ._io import atomic_write_bytes, atomic_write_text, load_cell, rebuild_outputs
 
 METHODS = ("discrete", "sde", "sde-improved")
 # The improved model of each optimizer: Adam's, RMSProp's and Adai's stochastic closure, SGD's and heavy ball's
@@ -139,6 +141,21 @@ def _cell_path(out: Path, label: str, method: str) -> Path:
     return Path(out) / "cells" / f"{label}__{method}.npz"
 
 
+def work(config: dict) -> list:
+    """Every cell's path under the run directory and its work (escape.experiments._cost): the CLI's estimate."""
+    from ._cost import Work
+
+    run_cfg = config["run"]
+    dim = build_landscape(config).dim
+    cells = []
+    for label, method in _cells(config):
+        name, _, release = optimizer_settings(config, label)
+        steps = int(release) + int(max(run_cfg["horizons"]))
+        w = Work("engine" if method == "discrete" else "sde", name, dim, int(run_cfg["n_particles"]), steps)
+        cells.append((f"cells/{label}__{method}.npz", w))
+    return cells
+
+
 def _cell_key(seed: int, label: str, method: str):
     return jax.random.fold_in(jax.random.key(seed), zlib.crc32(f"{label}|{method}".encode()))
 
@@ -221,7 +238,7 @@ def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
     """Run (or resume) every cell of a resolved config, then write results.csv, table.csv and the figures."""
     out = prepare_run_dir(out, config)
     cells = _cells(config)
-    todo = [c for c in cells if not _cell_path(out, *c).exists()]
+    todo = pending(cells, lambda c: _cell_path(out, *c).exists())
     console = Console(progress, len(cells), done=len(cells) - len(todo), unit="cell", where=out)
     try:
         for label, method in todo:
@@ -235,8 +252,9 @@ def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
                          f"{cell['msd'][i].max():.3g} over |H|")
     finally:
         console.close()
-    table = rebuild_outputs(sys.modules[__name__], config, out)
-    return table
+    if not is_writer():  # a multi-process run: tables and figures are process 0's
+        return None
+    return rebuild_outputs(sys.modules[__name__], config, out)
 
 
 def write_results(config: dict, out: Path) -> pd.DataFrame:
@@ -251,8 +269,8 @@ def write_results(config: dict, out: Path) -> pd.DataFrame:
         for method in config["run"].get("methods", list(METHODS)):
             path = _cell_path(out, label, method)
             if path.exists():
-                with np.load(path) as cell:
-                    blocks.append((method, cell["msd"], cell["se"]))
+                cell = load_cell(path, ("T", "msd", "se"))
+                blocks.append((method, cell["msd"], cell["se"]))
         th = theory_msd(config, label, horizons)
         if th is not None:
             blocks.append(("theory", th, np.full_like(th, np.nan)))

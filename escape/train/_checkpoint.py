@@ -11,6 +11,12 @@ A checkpoint of directory ``DIR`` is two files:
 Both are written atomically (temporary file, fsync, rename), the ``.eqx`` file first under a new name and the
 sidecar last, so a run killed at any moment leaves the previous checkpoint or the new one, never a mix. Older
 ``.eqx`` files are deleted after the sidecar that stops naming them is in place.
+
+In a multi-process run (``jax.distributed``) every process calls [`escape.train.save_checkpoint`][] (the
+state is replicated, so each can read it back) and only process 0 writes; [`escape.train.train`][] reads a
+checkpoint on process 0 and broadcasts its bytes (`read_checkpoint_files`,
+`checkpoint_from_bytes`), so the other processes need not
+see the run directory.
 """
 
 import hashlib
@@ -23,6 +29,7 @@ import equinox as eqx
 import jax
 from jaxtyping import PyTree
 
+from .. import _distributed
 from ..experiments._io import atomic_write_bytes, atomic_write_json
 
 SIDECAR = "checkpoint.json"
@@ -53,11 +60,18 @@ def save_checkpoint(directory, state: PyTree, record: dict[str, Any]) -> Path:
 
     Returns:
         The path of the sidecar.
+
+    In a multi-process run every process calls it: the arrays are read back on each (an all-gather for any
+    that is not replicated, so that every process takes part in the same collectives) and only process 0
+    (`escape._distributed.is_writer`) writes or deletes files.
     """
     directory = Path(directory)
     epoch = int(record["epoch"])
+    host = jax.tree.map(lambda x: _distributed.fetch(x) if isinstance(x, jax.Array) else x, _to_storable(state))
+    if not _distributed.is_writer():
+        return directory / SIDECAR
     buf = io.BytesIO()
-    eqx.tree_serialise_leaves(buf, jax.device_get(_to_storable(state)))
+    eqx.tree_serialise_leaves(buf, host)
     data = buf.getvalue()
     name = f"checkpoint-{epoch:04d}.eqx"
     atomic_write_bytes(directory / name, data)
@@ -83,6 +97,48 @@ def read_checkpoint_record(directory) -> dict | None:
     return record
 
 
+def read_checkpoint_files(directory) -> tuple[bytes, dict] | None:
+    """The raw ``.eqx`` bytes and the record of ``directory``'s current checkpoint (checksum verified), or
+    ``None`` if there is none: the file-reading half of [`escape.train.load_checkpoint`][].
+
+    Raises:
+        ValueError: one line, if the record or the array file is unreadable, missing or fails its checksum.
+    """
+    directory = Path(directory)
+    record = read_checkpoint_record(directory)
+    if record is None:
+        return None
+    path = directory / record["file"]
+    if not path.is_file():
+        raise ValueError(f"checkpoint: {path} named by {directory / SIDECAR} is missing; delete the sidecar to start afresh")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != record.get("sha256"):
+        raise ValueError(f"checkpoint: {path} does not match the checksum in {SIDECAR} (corrupt or replaced)")
+    return data, record
+
+
+def checkpoint_from_bytes(data: bytes, like: PyTree, where="checkpoint") -> PyTree:
+    """The state serialised in ``data`` (an ``.eqx`` file's bytes) in the structure of ``like``: the
+    deserialising half of [`escape.train.load_checkpoint`][]; ``where`` names the file in errors.
+
+    Raises:
+        ValueError: one line, if ``data`` does not fit the structure, shapes or dtypes of ``like``.
+    """
+    storable_like = jax.device_get(_to_storable(like))
+    try:
+        stored = eqx.tree_deserialise_leaves(io.BytesIO(data), storable_like)
+    except Exception as e:  # wrong structure: the file belongs to another configuration
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"checkpoint: {where} does not fit this configuration ({msg})") from None
+    for got, want in zip(jax.tree.leaves(stored), jax.tree.leaves(storable_like)):
+        if hasattr(want, "shape") and (got.shape != want.shape or got.dtype != want.dtype):
+            raise ValueError(
+                f"checkpoint: {where} does not fit this configuration (an array of shape {got.shape} {got.dtype} "
+                f"where {want.shape} {want.dtype} is expected)"
+            )
+    return _from_storable(stored, like)
+
+
 def load_checkpoint(directory, like: PyTree) -> tuple[PyTree, dict] | None:
     """Read the current checkpoint of ``directory`` into the structure of ``like``.
 
@@ -98,26 +154,8 @@ def load_checkpoint(directory, like: PyTree) -> tuple[PyTree, dict] | None:
         ValueError: one line, if the record or the array file is unreadable, missing, or does not match its
             checksum or the structure of ``like``.
     """
-    directory = Path(directory)
-    record = read_checkpoint_record(directory)
-    if record is None:
+    found = read_checkpoint_files(directory)
+    if found is None:
         return None
-    path = directory / record["file"]
-    if not path.is_file():
-        raise ValueError(f"checkpoint: {path} named by {directory / SIDECAR} is missing; delete the sidecar to start afresh")
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != record.get("sha256"):
-        raise ValueError(f"checkpoint: {path} does not match the checksum in {SIDECAR} (corrupt or replaced)")
-    storable_like = jax.device_get(_to_storable(like))
-    try:
-        stored = eqx.tree_deserialise_leaves(io.BytesIO(data), storable_like)
-    except Exception as e:  # wrong structure: the file belongs to another configuration
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"checkpoint: {path} does not fit this configuration ({msg})") from None
-    for got, want in zip(jax.tree.leaves(stored), jax.tree.leaves(storable_like)):
-        if hasattr(want, "shape") and (got.shape != want.shape or got.dtype != want.dtype):
-            raise ValueError(
-                f"checkpoint: {path} does not fit this configuration (an array of shape {got.shape} {got.dtype} "
-                f"where {want.shape} {want.dtype} is expected)"
-            )
-    return _from_storable(stored, like), record
+    data, record = found
+    return checkpoint_from_bytes(data, like, Path(directory) / record["file"]), record

@@ -71,7 +71,8 @@ class TrainConfig:
         eval_batch_size: batch size of evaluation and of the curvature loss (a multiple of the devices).
         train_examples: train on the first ``n`` training examples only (quick runs and tests); ``None``: all.
         test_examples: evaluate on the first ``n`` test examples only; ``None``: all.
-        devices: number of local devices to shard the batch over; ``None``: all of them.
+        devices: number of local devices to shard the batch over; ``None``: all of them. In a multi-process run
+            (``jax.distributed``) every device of every process is used: ``None`` or this process's count.
         sharpness: measure the sharpness of the solution after training.
         sharpness_examples: size of the fixed random subset of the training set (chosen with seed 0, the same
             for every run) on which the sharpness is measured; ``None``: the whole training set.

@@ -4,6 +4,11 @@ Data flows one way: [`escape.train.TrainConfig`][] -> data set, model, optimizer
 schedule) -> [`escape.train.Trainer`][] (one jitted step on a device mesh) -> per-epoch metrics and
 checkpoints -> final metrics and the sharpness of the solution. [`escape.train.train`][] runs the whole of it
 and resumes from a run directory's checkpoint.
+
+Across processes (JAX's distributed runtime, `escape._distributed.initialize`) the same code is data
+parallel over every device of every process: each process loads the same data set and walks the same seeded
+batch order, places its own devices' shards (`escape._distributed.put`), and process 0 alone writes the
+metrics, the manifest and the checkpoints and reads a checkpoint to resume from (its bytes are broadcast).
 """
 
 import json
@@ -20,11 +25,12 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, Int, PRNGKeyArray, PyTree
 from tqdm.auto import tqdm
 
+from .. import _distributed
 from .. import data as _data
 from .. import models as _models
 from ..experiments._console import Console, progress_mode
 from ..experiments._io import atomic_write_json, manifest
-from ._checkpoint import load_checkpoint, read_checkpoint_record, save_checkpoint
+from ._checkpoint import checkpoint_from_bytes, read_checkpoint_files, read_checkpoint_record, save_checkpoint
 from ._config import MODELS, TrainConfig, as_config, build_optimizer
 from ._metrics import History, MetricsWriter, solution_sharpness
 
@@ -84,6 +90,10 @@ class TrainState(eqx.Module):
     opt_state: PyTree
     step: Int[Array, ""]
     key: PRNGKeyArray
+
+
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _cross_entropy(logits, labels):
@@ -159,7 +169,11 @@ class Trainer:
 
     Data parallelism: a one-axis mesh over ``config.devices`` local devices (all by default, ``AxisType.Auto``);
     every batch is placed with its leading axis sharded over the mesh and the training state is replicated.
-    On one device this is the ordinary single-device step.
+    On one device this is the ordinary single-device step. In a multi-process run (``jax.process_count() > 1``)
+    the mesh spans every device of every process (``jax.devices()``) and ``config.devices`` must be ``None``
+    or this process's number of local devices; every process builds the same Trainer (same data, same seed)
+    and places only its own shards (`escape._distributed.put`). Batch sizes are multiples of the number
+    of devices in the mesh (all processes together).
 
     Args:
         config: a [`escape.train.TrainConfig`][] or a mapping of its fields.
@@ -170,10 +184,17 @@ class Trainer:
         self.config = config = as_config(config)
         self.dataset = dataset if dataset is not None else load_dataset(config)
         available = jax.local_devices()
-        n = len(available) if config.devices is None else config.devices
-        if n > len(available):
-            raise ValueError(f"train: devices={n} but only {len(available)} local devices are available")
-        self.devices = available[:n]
+        if jax.process_count() > 1:  # every device of every process
+            if config.devices not in (None, len(available)):
+                raise ValueError(f"train: devices={config.devices}, but a multi-process run uses every device "
+                                 f"({len(available)} on this process); leave devices unset")
+            self.devices = jax.devices()
+        else:
+            n = len(available) if config.devices is None else config.devices
+            if n > len(available):
+                raise ValueError(f"train: devices={n} but only {len(available)} local devices are available")
+            self.devices = available[:n]
+        n = len(self.devices)
         for field in ("batch_size", "eval_batch_size"):
             if getattr(config, field) % n:
                 raise ValueError(f"train: {field}={getattr(config, field)} is not a multiple of the {n} devices")
@@ -186,7 +207,8 @@ class Trainer:
         self.batches = _data.Batches(train.images, train.labels, batch_size=config.batch_size, seed=config.seed)
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.optimizer, self.schedule = build_optimizer(config, self.steps_per_epoch)
-        self.pipeline = Pipeline(_data.Normalization.fit(train.images), config.augmented)
+        # Placed like the state: every argument of the jitted steps is then a global array of the mesh.
+        self.pipeline = self.place(Pipeline(_data.Normalization.fit(train.images), config.augmented))
 
     def _make_model(self, key, compute_dtype):
         kwargs = {} if self.config.width is None else {"width": self.config.width}
@@ -196,12 +218,19 @@ class Trainer:
         )
 
     def place(self, tree: PyTree) -> PyTree:
-        """Replicate every array of ``tree`` over the mesh."""
+        """Replicate every array of ``tree`` over the mesh (from host values that are the same on every
+        process; typed PRNG keys travel as their key data)."""
         arrays, static = eqx.partition(tree, eqx.is_array)
-        return eqx.combine(jax.device_put(arrays, self.replicated), static)
+        data = jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, arrays)
+        placed = _distributed.put(data, self.replicated)
+        placed = jax.tree.map(
+            lambda p, x: jax.random.wrap_key_data(p, impl=jax.random.key_impl(x)) if _is_key(x) else p, placed, arrays
+        )
+        return eqx.combine(placed, static)
 
     def _shard(self, *arrays):
-        return tuple(jax.device_put(a, self.batch_sharding) for a in arrays)
+        """Host arrays (the same on every process) with their leading axis sharded over the mesh."""
+        return tuple(_distributed.put(a, self.batch_sharding) for a in arrays)
 
     def init(self) -> TrainState:
         """The initial state: model from ``fold_in(key(seed), 0)``, augmentation key ``fold_in(key(seed), 1)``."""
@@ -235,7 +264,8 @@ class Trainer:
 
         Returns:
             The new state and ``{"lr", "train_loss", "train_acc"}``: the learning rate, and the mean over the
-            epoch's batches of the training-mode loss and accuracy (accumulated in float64 on the host).
+            epoch's batches of the training-mode loss and accuracy (accumulated in float64 on the host; the
+            per-step scalars are replicated, so every process reads them locally).
         """
         losses, corrects = [], []
         for b in self.batches.epoch(epoch):
@@ -330,6 +360,73 @@ def _check_resumable(stored: dict, config: TrainConfig, where: Path) -> None:
             )
 
 
+def _read_run(out: Path | None, config: TrainConfig) -> tuple[History | None, dict | None, bytes | None]:
+    """What ``out`` holds for ``config``: ``(stored, record, data)``: the stored history if the run is finished
+    (to return as is), else the current checkpoint's record and ``.eqx`` bytes (or ``None``s: start afresh).
+
+    Raises:
+        ValueError: ``out`` holds another configuration, more epochs, or an unreadable checkpoint.
+    """
+    if out is None:
+        return None, None, None
+    if (out / "metrics.json").is_file():
+        stored = History.load(out)
+        _check_resumable(stored.config, config, out)
+        if stored.complete and len(stored.epochs) == config.epochs:
+            return stored, None, None
+    record = read_checkpoint_record(out)
+    if record is None:
+        return None, None, None
+    _check_resumable(record["config"], config, out)
+    if record["epoch"] > config.epochs:
+        raise ValueError(f"train: {out} holds {record['epoch']} epochs, more than epochs={config.epochs}")
+    found = read_checkpoint_files(out)
+    if found is None:  # the sidecar went away in between
+        return None, None, None
+    data, record = found
+    return None, record, data
+
+
+def _broadcast_bytes(data: bytes | None) -> bytes:
+    """Process 0's ``data`` on every process (the others pass ``None``)."""
+    if jax.process_count() == 1:
+        return data
+    writer = _distributed.is_writer()
+    size = np.frombuffer(len(data).to_bytes(8, "little"), np.uint8) if writer else np.zeros(8, np.uint8)
+    n = int.from_bytes(_distributed.broadcast(size).tobytes(), "little")
+    if n == 0:
+        return b""
+    buf = np.frombuffer(data, np.uint8) if writer else np.zeros(n, np.uint8)
+    return _distributed.broadcast(buf).tobytes()
+
+
+def _read_run_on_writer(out: Path | None, config: TrainConfig):
+    """`_read_run` on process 0, its result (or its error) on every process.
+
+    A multi-process run reads its run directory on process 0 alone and broadcasts what it found: the finished
+    history, or the checkpoint's record and its ``.eqx`` bytes (checksum verified on process 0; deserialised
+    on every process into its own fresh state). So the other processes need no view of the directory (no
+    shared file system), and all of them take the same decision (return, resume, start afresh) or raise.
+    """
+    if jax.process_count() == 1:
+        return _read_run(out, config)
+    error, header, data = None, {}, None
+    if _distributed.is_writer():
+        try:
+            stored, record, data = _read_run(out, config)
+            header = {"stored": None if stored is None else stored.to_json(), "record": record}
+        except Exception as e:  # raised everywhere, or the others would wait for a broadcast that never comes
+            error, header = e, {"error": str(e) or type(e).__name__}
+    header = json.loads(_broadcast_bytes(json.dumps(header).encode() if _distributed.is_writer() else None))
+    if error is not None:
+        raise error
+    if "error" in header:
+        raise ValueError(header["error"])
+    data = _broadcast_bytes((data or b"") if _distributed.is_writer() else None)
+    stored = None if header["stored"] is None else History.from_json(header["stored"])
+    return stored, header["record"], data if header["record"] is not None else None
+
+
 def use_compilation_cache(directory) -> bool:
     """Turn on JAX's persistent compilation cache in ``directory`` unless a cache directory is already set.
 
@@ -363,6 +460,11 @@ def train(
     that holds a run of a different configuration is refused (only ``epochs``, ``data_dir`` and ``devices``
     may change).
 
+    Multi-process (after `escape._distributed.initialize`): every process calls ``train`` with the same
+    arguments (``out`` too) and trains data-parallel over every device of every process; process 0 alone
+    reads ``out`` (its findings and checkpoint bytes are broadcast, so ``out`` need not be on a shared file
+    system), writes the files and shows progress. Every process returns the same history.
+
     Args:
         config: a [`escape.train.TrainConfig`][] or a mapping of its fields.
         out: run directory, or ``None`` to keep nothing on disk.
@@ -377,32 +479,24 @@ def train(
     """
     config = as_config(config)
     out = None if out is None else Path(out)
-    record = None
-    if out is not None:
-        if (out / "metrics.json").is_file():
-            stored = History.load(out)
-            _check_resumable(stored.config, config, out)
-            if stored.complete and len(stored.epochs) == config.epochs:
-                return stored
-        record = read_checkpoint_record(out)
-        if record is not None:
-            _check_resumable(record["config"], config, out)
+    stored, record, data = _read_run_on_writer(out, config)
+    if stored is not None:
+        return stored
     trainer = Trainer(config, dataset=dataset)
     ts = trainer.init()
     history = History(config=config.to_dict(), info=trainer.info())
-    if record is not None and record["epoch"] <= config.epochs:
-        loaded, record = load_checkpoint(out, ts)
-        ts = trainer.place(loaded)
+    if record is not None:
+        ts = trainer.place(checkpoint_from_bytes(data, ts, out / record["file"]))
         history.epochs = list(record["history"])
-    elif record is not None:
-        raise ValueError(f"train: {out} holds {record['epoch']} epochs, more than epochs={config.epochs}")
-    writer = MetricsWriter(out, history, tensorboard=tensorboard)
-    if out is not None:
+    writes = out is not None and _distributed.is_writer()
+    writer = MetricsWriter(out if writes else None, history, tensorboard=tensorboard)
+    if writes:
         _write_manifest(out, config)
     start = len(history.epochs)
     elapsed = history.epochs[-1]["elapsed"] if history.epochs else 0.0
     label = f"{config.optimizer} seed {config.seed}"
-    mode = progress_mode(progress)
+    mode = progress_mode(progress)  # checked on every process, shown on process 0
+    mode = mode if _distributed.is_writer() else "none"
     console = Console("none" if mode == "bar" else mode, config.epochs, done=start, unit="epoch", where=out)
     bar = tqdm(total=config.epochs * trainer.steps_per_epoch, initial=start * trainer.steps_per_epoch,
                disable=mode != "bar", desc=label, unit="step", dynamic_ncols=True, leave=False)
