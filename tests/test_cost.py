@@ -40,3 +40,12 @@ def test_saddle_work_runs_to_the_last_horizon():
     assert len(cells) == len(config["optimizers"]) * len(run.get("methods", _saddle.METHODS))
     assert all(w.particles == run["n_particles"] and w.steps >= max(run["horizons"]) for _, w in cells)
     assert {w.method for _, w in cells} <= {"engine", "sde"} and all(w.dim >= 1 for _, w in cells)
+
+
+@pytest.mark.parametrize("method", ["engine", "sde"])
+def test_time_grows_with_the_dimension_continuously_through_the_reference(method):
+    """(d / 10)^c with one exponent below d = 10 and another above: increasing in d, continuous at 10."""
+    times = [estimate([Work(method, "sgd", d, 1000, 100)], 2)["seconds"] for d in (1, 2, 5, 9, 10, 11, 50, 200)]
+    assert all(a < b for a, b in zip(times, times[1:]))
+    near = [estimate([Work(method, "sgd", 10 + e, 10**6, 100)], 2)["seconds"] for e in (-1e-9, 0, 1e-9)]
+    assert near[0] == pytest.approx(near[1], rel=1e-6) and near[2] == pytest.approx(near[1], rel=1e-6)
