@@ -10,7 +10,8 @@ import pytest
 
 from escape.optim import adai, make_optimizer, momentum, OPTIMIZERS, optimizer_names
 
-NAMES = ("adai", "adaiw", "adam", "adamw", "momentum", "momentum-ema", "rmsprop", "sgd")
+NAMES = ("adabelief", "adabound", "adai", "adaiv2", "adaiw", "adam", "adamw", "amsgrad", "momentum", "momentum-ema",
+         "padam", "radam", "rmsprop", "sgd", "yogi")
 
 
 def test_names():

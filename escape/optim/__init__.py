@@ -1,6 +1,14 @@
-"""Optimizers as optax transformations: Adai / AdaiW, heavy-ball momentum, and a registry by name."""
+"""Optimizers as optax transformations: Adai / AdaiW / AdaiV2, heavy-ball momentum, and a registry by name."""
 
 from ._adai import adai as adai, scale_by_adai as scale_by_adai, ScaleByAdaiState as ScaleByAdaiState
+from ._adaiv2 import adaiv2 as adaiv2, scale_by_adaiv2 as scale_by_adaiv2
+from ._bounded import (
+    adabound as adabound,
+    padam as padam,
+    scale_by_adabound as scale_by_adabound,
+    scale_by_padam as scale_by_padam,
+    ScaleByAdaBoundState as ScaleByAdaBoundState,
+)
 from ._momentum import (
     momentum as momentum,
     scale_by_momentum as scale_by_momentum,

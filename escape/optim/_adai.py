@@ -81,8 +81,28 @@ def scale_by_adai(
         state is kept in at least float32; the output has the dtype of the incoming updates.
     """
     _check_adai_args("scale_by_adai", beta0, beta2, eps)
+    return adaptive_inertia("scale_by_adai", beta0, beta2, eps, dampening=None)
+
+
+def _check_real(owner: str, params) -> None:
+    """A one-line ValueError naming the first parameter whose dtype is not real floating (complex, integer)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            where = jax.tree_util.keystr(path) or "(the single leaf)"
+            kind = "complex" if jnp.issubdtype(dtype, jnp.complexfloating) else str(dtype)
+            raise ValueError(
+                f"{owner}: parameter {where} is {kind} ({dtype}); adaptive inertia is defined for real "
+                "floating parameters only (split a complex parameter into real and imaginary parts)"
+            )
+
+
+def adaptive_inertia(owner: str, beta0, beta2, eps, dampening) -> optax.GradientTransformation:
+    """The shared core of [`escape.optim.scale_by_adai`][] (``dampening=None``: Algorithm 2 exactly) and
+    [`escape.optim.scale_by_adaiv2`][] (``dampening`` in ``[0, 1]``; 1 is Adai up to round-off)."""
 
     def init_fn(params):
+        _check_real(owner, params)
         zeros = lambda p: jnp.zeros(jnp.shape(p), _state_dtype(jnp.result_type(p)))
         ones = lambda p: jnp.ones(jnp.shape(p), _state_dtype(jnp.result_type(p)))
         return ScaleByAdaiState(
@@ -117,12 +137,22 @@ def scale_by_adai(
 
         def inertia(v):
             ratio = jnp.where(positive, v / safe_v_bar.astype(v.dtype), 1)
+            if dampening is not None:  # AdaiV2: the ratio to the power 1 / (3 - 2 dampening)
+                ratio = ratio ** (1 / (3 - 2 * cast(dampening, v)))
             return jnp.clip(1 - cast(beta0, v) * ratio, 0, 1 - cast(eps, v))
 
         beta1 = jax.tree.map(inertia, v_hat)
-        mu = jax.tree.map(lambda g, m, b: b * m + (1 - b) * g.astype(m.dtype), updates, state.mu, beta1)
+        if dampening is None:
+            gain = lambda b: 1 - b
+        else:  # AdaiV2's gradient weight (1 - beta1)^dampening
+            gain = lambda b: (1 - b) ** cast(dampening, b)
+        mu = jax.tree.map(lambda g, m, b: b * m + gain(b) * g.astype(m.dtype), updates, state.mu, beta1)
         beta1_prod = jax.tree.map(lambda p, b: p * b, state.beta1_prod, beta1)
-        new_updates = jax.tree.map(lambda g, m, p: (m / (1 - p)).astype(g.dtype), updates, mu, beta1_prod)
+        if dampening is None:
+            out = lambda g, m, p: (m / (1 - p)).astype(g.dtype)
+        else:  # AdaiV2 rescales the bias-corrected momentum by beta0^(1 - dampening)
+            out = lambda g, m, p: (m / (1 - p) * cast(beta0, m) ** (1 - cast(dampening, m))).astype(g.dtype)
+        new_updates = jax.tree.map(out, updates, mu, beta1_prod)
         return new_updates, ScaleByAdaiState(count=count, mu=mu, nu=nu, beta1_prod=beta1_prod)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -166,10 +196,14 @@ def adai(
     _check_adai_args("adai", beta0, beta2, eps)
     check_nonnegative("adai", "weight_decay", weight_decay)
     check_choice("adai", "decoupled", decoupled, (False, True))
+    return with_weight_decay(scale_by_adai(beta0=beta0, beta2=beta2, eps=eps), learning_rate, weight_decay, decoupled)
+
+
+def with_weight_decay(scale, learning_rate, weight_decay, decoupled: bool) -> optax.GradientTransformation:
+    """``scale`` with L2 (decay before it) or decoupled (after it) weight decay, then the learning rate."""
     # A concrete zero decay needs no params: optax.identity() has add_decayed_weights' (empty) state, so the
     # state structure, checkpoints and inject_hyperparams (which passes arrays, hence keeps the decay) agree.
     no_decay = is_concrete_number(weight_decay) and weight_decay == 0
     decay = optax.identity() if no_decay else optax.add_decayed_weights(weight_decay)
-    scale = scale_by_adai(beta0=beta0, beta2=beta2, eps=eps)
     steps = (scale, decay) if decoupled else (decay, scale)
     return optax.chain(*steps, optax.scale_by_learning_rate(learning_rate))

@@ -18,6 +18,8 @@ from jaxtyping import ArrayLike
 from .._checks import suggest
 
 from ._adai import adai
+from ._adaiv2 import adaiv2
+from ._bounded import adabound, padam
 from ._momentum import momentum
 from ._validate import check_interval, check_learning_rate, check_nonnegative
 
@@ -111,6 +113,80 @@ def _adamw(
     return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
 
 
+def _adaiv2(
+    learning_rate: optax.ScalarOrSchedule,
+    beta0: ArrayLike = 0.1,
+    beta2: ArrayLike = 0.99,
+    eps: ArrayLike = 1e-3,
+    weight_decay: ArrayLike = 0.0,
+    dampening: ArrayLike = 1.0,
+) -> optax.GradientTransformation:
+    """AdaiV2 with decoupled weight decay, the official default ([`escape.optim.adaiv2`][])."""
+    return adaiv2(learning_rate, beta0=beta0, beta2=beta2, eps=eps, weight_decay=weight_decay, dampening=dampening)
+
+
+def _adam_family(owner: str, factory, learning_rate, b1, b2, eps, **extra) -> optax.GradientTransformation:
+    check_learning_rate(owner, learning_rate)
+    _check_beta(owner, "b1", b1)
+    _check_beta(owner, "b2", b2)
+    check_nonnegative(owner, "eps", eps)
+    return factory(learning_rate, b1=b1, b2=b2, eps=eps, **extra)
+
+
+def _amsgrad(
+    learning_rate: optax.ScalarOrSchedule, b1: ArrayLike = 0.9, b2: ArrayLike = 0.999, eps: ArrayLike = 1e-8
+) -> optax.GradientTransformation:
+    """AMSGrad: Adam with the running maximum of the bias-corrected second moment (``optax.amsgrad``)."""
+    return _adam_family("amsgrad", optax.amsgrad, learning_rate, b1, b2, eps)
+
+
+def _yogi(
+    learning_rate: optax.ScalarOrSchedule, b1: ArrayLike = 0.9, b2: ArrayLike = 0.999, eps: ArrayLike = 1e-3
+) -> optax.GradientTransformation:
+    """Yogi: ``v <- v - (1 - b2) sign(v - g^2) g^2`` (``optax.yogi``, the authors' ``eps = 1e-3``)."""
+    return _adam_family("yogi", optax.yogi, learning_rate, b1, b2, eps)
+
+
+def _radam(
+    learning_rate: optax.ScalarOrSchedule, b1: ArrayLike = 0.9, b2: ArrayLike = 0.999, eps: ArrayLike = 1e-8
+) -> optax.GradientTransformation:
+    """RAdam: Adam with the variance rectification, SGD-with-momentum steps while it is undefined (``optax.radam``,
+    threshold 5)."""
+    return _adam_family("radam", optax.radam, learning_rate, b1, b2, eps)
+
+
+def _adabelief(
+    learning_rate: optax.ScalarOrSchedule, b1: ArrayLike = 0.9, b2: ArrayLike = 0.999, eps: ArrayLike = 1e-16
+) -> optax.GradientTransformation:
+    """AdaBelief: the second moment of ``g - m`` (``optax.adabelief``, the authors' ``eps = eps_root = 1e-16``)."""
+    return _adam_family("adabelief", optax.adabelief, learning_rate, b1, b2, eps)
+
+
+def _adabound(
+    learning_rate: optax.ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    final_lr: ArrayLike = 0.1,
+    gamma: ArrayLike = 1e-3,
+    weight_decay: ArrayLike = 0.0,
+) -> optax.GradientTransformation:
+    """AdaBound with L2 weight decay ([`escape.optim.adabound`][])."""
+    return adabound(learning_rate, b1=b1, b2=b2, eps=eps, final_lr=final_lr, gamma=gamma, weight_decay=weight_decay)
+
+
+def _padam(
+    learning_rate: optax.ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    partial: ArrayLike = 0.125,
+    weight_decay: ArrayLike = 0.0,
+) -> optax.GradientTransformation:
+    """Padam with L2 weight decay ([`escape.optim.padam`][])."""
+    return padam(learning_rate, b1=b1, b2=b2, eps=eps, partial=partial, weight_decay=weight_decay)
+
+
 OPTIMIZERS: dict[str, OptimizerFactory] = {
     "sgd": _sgd,
     "momentum": _momentum_sgd,
@@ -120,6 +196,13 @@ OPTIMIZERS: dict[str, OptimizerFactory] = {
     "rmsprop": _rmsprop,
     "adai": _adai,
     "adaiw": _adaiw,
+    "adaiv2": _adaiv2,
+    "amsgrad": _amsgrad,
+    "yogi": _yogi,
+    "radam": _radam,
+    "adabelief": _adabelief,
+    "adabound": _adabound,
+    "padam": _padam,
 }
 """Factory of each named optimizer; its signature lists the hyperparameters a config may set."""
 
