@@ -31,6 +31,7 @@ train_examples = 256
 test_examples = 128
 sharpness_examples = 128
 lanczos_iters = 3
+top_eigenvalues = 2
 hutchinson_samples = 2
 sharpness_samples = 2
 
@@ -74,6 +75,14 @@ def test_tiny_compare_writes_table_and_figure_and_resumes_per_run(tmp_path, caps
     row = summary.iloc[0]
     sub = results[results["optimizer"] == "adai"]["test_acc"]
     assert row["test_acc_mean"] == pytest.approx(sub.mean()) and row["test_acc_std"] == pytest.approx(sub.std(ddof=1))
+    spectra = pd.read_csv(out / "spectra.csv")  # the top-2 eigenvalues of every solution, largest first
+    assert len(spectra) == 8 and set(spectra["rank"]) == {1, 2}
+    top = spectra[spectra["rank"] == 1].set_index(["optimizer", "seed"])["eigenvalue"]
+    second = spectra[spectra["rank"] == 2].set_index(["optimizer", "seed"])["eigenvalue"]
+    assert (top >= second).all()
+    lam = results.set_index(["optimizer", "seed"])["lambda_max"]
+    pd.testing.assert_series_equal(top.sort_index(), lam.sort_index(), check_names=False)
+    assert (out / "spectra.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "top-2 Hessian" in printed
     curves = pd.read_csv(out / "curves.csv")
     assert len(curves) == 8 and set(curves["lr"].round(6)) == {1.0, 0.1, 0.01}  # milestone after epoch 1
 
@@ -100,6 +109,20 @@ def test_bundled_config_builds_five_seeds_of_three_optimizers():
     assert cfg.optimizer == "momentum" and cfg.optimizer_args == {"beta": 0.9} and cfg.milestones == (15, 25)
     # the registry's defaults are resolved into every run's hyperparameters
     assert runs[("adam", 0)].optimizer_args == {"b1": 0.9, "b2": 0.999, "eps": 1e-8}
+    assert cfg.top_eigenvalues == 10 and cfg.lanczos_iters == 40
+
+
+def test_paper_optimizers_preset_builds_the_papers_list():
+    """preset=paper-optimizers: the twelve optimizers of the Adai paper's comparison, two seeds each."""
+    from escape.experiments import apply_overrides
+
+    runs = run_configs(check_config(apply_overrides(load_config("compare"), ["preset=paper-optimizers"])))
+    algorithms = {label: cfg.optimizer for (label, _), cfg in runs.items()}
+    assert sorted(set(algorithms.values())) == sorted(
+        ["momentum", "adam", "amsgrad", "adamw", "adabound", "padam", "yogi", "radam", "adabelief", "adai", "adaiw",
+         "adaiv2"])
+    assert sorted({seed for _, seed in runs}) == [0, 1]
+    assert runs[("adamw", 0)].weight_decay == 0.5 and runs[("adaiv2", 0)].optimizer_args["dampening"] == 0.5
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def test_weight_decay_conventions():
         (dict(milestones=(3, 2)), "milestones"),
         (dict(milestones=(5,), epochs=5), "milestones"),
         (dict(data="mnist"), "data"),
-        (dict(model="vgg16"), "model"),
+        (dict(model="vgg8"), "model"),
         (dict(data="cifar10"), "data_dir"),
         (dict(batch_size=0), "batch_size"),
         (dict(optimizer="adai", optimizer_args={"beta2": 1.5}), "beta2"),

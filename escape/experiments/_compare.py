@@ -11,7 +11,8 @@ Every (optimizer, seed) run is an [`escape.train.train`][] run directory ``OUT/r
 checkpoints every epoch: an interrupted experiment resumes inside the interrupted run, and finished runs are
 not repeated. ``results.csv`` (one row per run), ``summary.csv`` (one row per optimizer: mean and standard
 deviation over seeds), ``curves.csv`` (every run's per-epoch metrics) and ``learning_curves.png`` are rebuilt
-from the run directories.
+from the run directories; with ``run.top_eigenvalues = k > 1`` also ``spectra.csv`` (the top-k Hessian
+eigenvalues of every solution) and ``spectra.png``.
 """
 
 import functools
@@ -248,7 +249,7 @@ def _record_session(out: Path, seconds: float, runs_done: int) -> None:
 def write_results(config: dict, out: Path) -> pd.DataFrame:
     """Rebuild results.csv (one row per finished run) and curves.csv from the run directories."""
     out = Path(out)
-    rows, curves = [], []
+    rows, curves, spectra = [], [], []
     for (label, seed), cfg in run_configs(config).items():
         hist = _load_history(_run_dir(out, label, seed))
         if hist is None:
@@ -263,9 +264,14 @@ def write_results(config: dict, out: Path) -> pd.DataFrame:
             "weight_decay": cfg.weight_decay, "epochs": len(hist["epochs"]),
             **{k: final.get(k, np.nan) for k in RESULT_COLUMNS[6:]},
         })
+        for rank, value in enumerate(final.get("top_eigenvalues") or (), start=1):
+            spectra.append({"optimizer": label, "algorithm": cfg.optimizer, "seed": seed, "rank": rank,
+                            "eigenvalue": value})
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     atomic_write_text(out / "results.csv", table.to_csv(index=False, float_format="%.10g"))
     atomic_write_text(out / "curves.csv", pd.DataFrame(curves).to_csv(index=False, float_format="%.10g"))
+    if spectra:  # run.top_eigenvalues > 1: the top of each solution's Hessian spectrum
+        atomic_write_text(out / "spectra.csv", pd.DataFrame(spectra).to_csv(index=False, float_format="%.10g"))
     return table
 
 
@@ -308,7 +314,17 @@ def report(out: Path) -> str:
     timing = out / "timing.json"
     if timing.is_file():
         lines.append(f"\nwall time {json.loads(timing.read_text())['total_seconds']:.0f} s")
-    lines.append(f"wrote {out}/results.csv, summary.csv, curves.csv, manifest.json, learning_curves.png")
+    wrote = "results.csv, summary.csv, curves.csv, manifest.json, learning_curves.png"
+    if (out / "spectra.csv").is_file():
+        spectra = pd.read_csv(out / "spectra.csv")
+        k = int(spectra["rank"].max())
+        lines.append(f"\ntop-{k} Hessian eigenvalues at the solutions, mean over seeds (ranks 1, 2, 5, {k}):")
+        means = spectra.groupby(["optimizer", "rank"])["eigenvalue"].mean().unstack()
+        for label, r in means.iterrows():
+            picks = [r.get(i, np.nan) for i in (1, 2, 5, k)]
+            lines.append(f"  {label:<10} " + "  ".join(f"{v:10.4g}" for v in picks))
+        wrote += ", spectra.csv, spectra.png"
+    lines.append(f"wrote {out}/{wrote}")
     return "\n".join(lines)
 
 
@@ -344,4 +360,42 @@ def plot(out: Path) -> Path:
     axes[0].legend(fontsize=8)
     name = json.loads((out / "manifest.json").read_text())["config"].get("name", "") if (out / "manifest.json").exists() else ""
     fig.suptitle(f"{name}: learning curves, mean ± std over seeds")
-    return save_figure(fig, out / "learning_curves.png")
+    path = save_figure(fig, out / "learning_curves.png")
+    if (out / "spectra.csv").is_file():
+        plot_spectra(out, name)
+    return path
+
+
+def plot_spectra(out: Path, name: str = "") -> Path:
+    """``spectra.png``: the top-k Hessian eigenvalues of each solution against their rank (log scale), one thin
+    line per seed and the mean over seeds per optimizer; beside it each optimizer's trace and expected
+    sharpness (mean ± std over seeds), from spectra.csv and results.csv."""
+    from ._plots import plt, save_figure
+
+    out = Path(out)
+    spectra, results = pd.read_csv(out / "spectra.csv"), pd.read_csv(out / "results.csv")
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True,
+                                 gridspec_kw={"width_ratios": [3, 2]})
+    labels = list(dict.fromkeys(spectra["optimizer"]))
+    for i, label in enumerate(labels):
+        sub = spectra[spectra["optimizer"] == label]
+        for _, run in sub.groupby("seed"):
+            ax.plot(run["rank"], np.clip(run["eigenvalue"], 1e-6, None), color=f"C{i}", alpha=0.3, lw=0.8)
+        mean = sub.groupby("rank")["eigenvalue"].mean()
+        ax.plot(mean.index, np.clip(mean.to_numpy(), 1e-6, None), "o-", color=f"C{i}", ms=3,
+                label=f"{label} ({sub['seed'].nunique()} seeds)")
+    ax.set_yscale("log")
+    ax.set_xlabel("rank")
+    ax.set_ylabel("Hessian eigenvalue (training loss, inference mode)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    for j, metric in enumerate(("hessian_trace", "expected_sharpness")):
+        stats = results.groupby("optimizer")[metric].agg(["mean", "std"]).reindex(labels)
+        x = np.arange(len(labels)) + (j - 0.5) * 0.38
+        target = bx if j == 0 else bx.twinx()
+        target.bar(x, stats["mean"], 0.38, yerr=np.nan_to_num(stats["std"]), color=f"C{j}", alpha=0.6,
+                   label=metric.replace("_", " "))
+        target.set_ylabel(metric.replace("_", " "), color=f"C{j}")
+    bx.set_xticks(np.arange(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    fig.suptitle(f"{name}: top of the Hessian spectrum at each solution; trace and expected sharpness")
+    return save_figure(fig, out / "spectra.png")

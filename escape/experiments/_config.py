@@ -103,8 +103,8 @@ def apply_overrides(config: dict, sets: list[str]) -> dict:
                 raise ConfigError(
                     f"--set: unknown preset {v!r}{suggest(v, presets)} (available: {', '.join(presets) or 'none'})"
                 )
-            for pk, pv in presets[v].items():
-                checked_set(pk, pv, f"config: presets.{v}")
+            for pk, pv in sorted(presets[v].items(), key=lambda kv: kv[0].rsplit(".", 1)[-1] not in ("optimizer", "name")):
+                checked_set(pk, pv, f"config: presets.{v}")  # selectors first, as for --set below
             config["preset"] = v
     # Selectors first (optimizers.NEW.optimizer before optimizers.NEW.learning_rate): the keys beside them
     # depend on them.

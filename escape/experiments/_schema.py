@@ -276,12 +276,22 @@ class Schema:
     def check_preset(self, config: dict, name: str, items) -> None:
         if not isinstance(items, dict):
             raise ConfigError(f"config: [presets.{name}] must be a table of \"section.key\" = value, got {items!r}")
-        for dotted, value in items.items():
+        # Checked as applied: a preset may add a table entry (``optimizers.NEW.optimizer`` and the keys beside it),
+        # so each key is looked up in the config with the preset's selectors set (selectors first, as --set).
+        scratch = copy.deepcopy(config)
+        selector = lambda dotted: dotted.rsplit(".", 1)[-1] not in ("optimizer", "name")
+        for dotted, value in sorted(items.items(), key=lambda kv: selector(kv[0])):
             try:
-                key = self.lookup(config, dotted)
+                key = self.lookup(scratch, dotted)
             except ConfigError as e:
                 raise ConfigError(f"config: presets.{name}: {str(e).removeprefix('config: ')}") from None
             key.spec.check(f"presets.{name}: {dotted}", value)
+            if not selector(dotted):
+                node = scratch
+                for part in dotted.split(".")[:-1]:
+                    node = node.setdefault(part, {}) if isinstance(node, dict) else {}
+                if isinstance(node, dict):
+                    node[dotted.rsplit(".", 1)[-1]] = value
 
     def lookup(self, config: dict, dotted: str) -> Key:
         """The Key that a dotted name (``run.n_particles``, ``optimizers.adam.b1``) refers to in ``config``.

@@ -19,7 +19,14 @@ from ..optim._registry import lookup_optimizer
 from ..optim._validate import check_hyperparameter_type
 
 DATASETS = ("digits", "cifar10", "cifar100")
-MODELS = {"small_resnet": _models.small_resnet, "resnet18": _models.resnet18, "resnet34": _models.resnet34}
+MODELS = {
+    name: getattr(_models, name)
+    for name in (
+        "small_resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+        "vgg11", "vgg13", "vgg16", "vgg19", "densenet121", "googlenet",
+    )
+}
+"""Model constructors by name: ``(num_classes, *, key, in_channels, width, compute_dtype) -> (model, state)``."""
 _DEFAULT_MODEL = {"digits": "small_resnet", "cifar10": "resnet18", "cifar100": "resnet18"}
 
 
@@ -43,8 +50,10 @@ class TrainConfig:
     Attributes:
         data: ``"digits"`` (scikit-learn's 8x8 digits, bundled), ``"cifar10"`` or ``"cifar100"`` (python-pickle
             files in ``data_dir``, see [`escape.data.load_cifar10`][]).
-        model: ``"small_resnet"``, ``"resnet18"`` or ``"resnet34"``; ``None``: ``small_resnet`` for digits,
-            ``resnet18`` for CIFAR.
+        model: ``"small_resnet"``, ``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"resnet101"``,
+            ``"resnet152"``, ``"vgg11"``, ``"vgg13"``, ``"vgg16"``, ``"vgg19"``, ``"densenet121"`` or
+            ``"googlenet"`` (see ``docs/api/models.md``); ``None``: ``small_resnet`` for digits, ``resnet18``
+            for CIFAR.
         optimizer: ``adai``, ``adaiw``, ``sgd``, ``momentum`` (aliases ``sgd-momentum``, ``heavy-ball``),
             ``momentum-ema``, ``adam``, ``adamw``, ``rmsprop`` (the `escape.optim` registry, case-insensitive),
             or the name of any optax optimizer taking ``learning_rate`` (``lamb``, ``lion``, ``nadam``, ...).
@@ -65,7 +74,8 @@ class TrainConfig:
         bf16: run convolutions and activations in bfloat16 (parameters, gradients and optimizer state stay
             float32; see [`escape.models.resnet18`][]'s ``compute_dtype``).
         data_dir: the directory of the CIFAR files (required for CIFAR; unused for digits).
-        width: model width (``None``: the model's default, 16 for ``small_resnet``, 64 for the ResNets).
+        width: model width (``None``: the model's default, 16 for ``small_resnet``, 64 for the ResNets, the
+            VGGs and GoogLeNet, 32, the growth rate, for ``densenet121``).
         augment: pad-4 random crop and horizontal flip of the training images; ``None``: on for CIFAR, off for
             digits (flipping or shifting an 8x8 digit by 4 pixels destroys it).
         eval_batch_size: batch size of evaluation and of the curvature loss (a multiple of the devices).
@@ -76,7 +86,9 @@ class TrainConfig:
         sharpness: measure the sharpness of the solution after training.
         sharpness_examples: size of the fixed random subset of the training set (chosen with seed 0, the same
             for every run) on which the sharpness is measured; ``None``: the whole training set.
-        lanczos_iters: Lanczos steps for the top Hessian eigenvalue.
+        lanczos_iters: Lanczos steps for the top Hessian eigenvalue(s).
+        top_eigenvalues: how many of the largest Hessian eigenvalues to record at the solution (``1``: only
+            ``lambda_max``; ``k > 1`` runs block-free Lanczos for the top ``k``, ``k <= lanczos_iters``).
         hutchinson_samples: Rademacher probes for the Hessian trace (``>= 2``).
         sharpness_sigma: standard deviation of the weight noise of the expected sharpness.
         sharpness_samples: antithetic noise draws for the expected sharpness (``>= 2``).
@@ -104,6 +116,7 @@ class TrainConfig:
     sharpness: bool = True
     sharpness_examples: int | None = None
     lanczos_iters: int = 20
+    top_eigenvalues: int = 1
     hutchinson_samples: int = 20
     sharpness_sigma: float = 0.01
     sharpness_samples: int = 16
@@ -119,6 +132,8 @@ class TrainConfig:
         for field in ("epochs", "batch_size", "eval_batch_size", "lanczos_iters"):
             if not _is_int(getattr(self, field)) or getattr(self, field) < 1:
                 fail(field, "an integer >= 1")
+        if not _is_int(self.top_eigenvalues) or not 1 <= self.top_eigenvalues <= self.lanczos_iters:
+            fail("top_eigenvalues", f"an integer in [1, lanczos_iters = {self.lanczos_iters}]")
         for field in ("hutchinson_samples", "sharpness_samples"):
             if not _is_int(getattr(self, field)) or getattr(self, field) < 2:
                 fail(field, "an integer >= 2")

@@ -1,4 +1,4 @@
-"""Training ResNets on image classification: the data-parallel step, the trainer, the loop.
+"""Training image classifiers: the data-parallel step, the trainer, the loop.
 
 Data flows one way: [`escape.train.TrainConfig`][] -> data set, model, optimizer (with its learning-rate
 schedule) -> [`escape.train.Trainer`][] (one jitted step on a device mesh) -> per-epoch metrics and
@@ -11,6 +11,7 @@ batch order, places its own devices' shards (`escape._distributed.put`), and pro
 metrics, the manifest and the checkpoints and reads a checkpoint to resume from (its bytes are broadcast).
 """
 
+import dataclasses
 import json
 import time
 from collections.abc import Mapping
@@ -82,7 +83,8 @@ class TrainState(eqx.Module):
         bn_state: its BatchNorm running statistics.
         opt_state: the optimizer state (including the schedule's step count).
         step: the number of optimizer steps done, ``()`` int32.
-        key: the augmentation key; step ``t`` augments with ``jax.random.fold_in(key, t)``.
+        key: the key of the step's randomness: step ``t`` augments with ``jax.random.fold_in(key, t)`` and
+            draws the dropout masks (of models that have dropout) from ``fold_in(fold_in(key, t), 1)``.
     """
 
     model: eqx.Module
@@ -110,10 +112,12 @@ def train_step(
     BatchNorm statistics, the loss and the gradients are reduced over the whole (global) batch, and
     ``replicated`` (a sharding) keeps the new state replicated.
     """
-    x = pipeline(images, jax.random.fold_in(ts.key, ts.step))
+    step_key = jax.random.fold_in(ts.key, ts.step)
+    x = pipeline(images, step_key)
+    dropout_key = jax.random.fold_in(step_key, 1)  # models without dropout ignore it
 
     def loss_fn(model):
-        logits, bn_state = _models.forward(model, ts.bn_state, x, inference=False)
+        logits, bn_state = _models.forward(model, ts.bn_state, x, inference=False, key=dropout_key)
         return jnp.mean(_cross_entropy(logits, labels)), (bn_state, logits)
 
     (loss, (bn_state, logits)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(ts.model)
@@ -339,7 +343,7 @@ class Trainer:
             final.update(solution_sharpness(
                 _curvature_loss(static), params, batches, key=key, lanczos_iters=cfg.lanczos_iters,
                 hutchinson_samples=cfg.hutchinson_samples, sigma=cfg.sharpness_sigma,
-                sharpness_samples=cfg.sharpness_samples,
+                sharpness_samples=cfg.sharpness_samples, top_eigenvalues=cfg.top_eigenvalues,
             ))
             final["sharpness_examples"] = int(sum(b[1].shape[0] for b in batches))
         return final
@@ -350,10 +354,12 @@ class Trainer:
 
 def _check_resumable(stored: dict, config: TrainConfig, where: Path) -> None:
     current = config.to_dict()
+    # A field added after the run was made: the stored run had its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     for key in sorted(set(stored) | set(current)):
         if key in _RESUMABLE_CHANGES:
             continue
-        if stored.get(key) != current.get(key):
+        if stored.get(key, defaults.get(key)) != current.get(key):
             raise ValueError(
                 f"train: {where} holds a run with {key}={stored.get(key)!r}, not {current.get(key)!r}; "
                 "choose another output directory or delete it"

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ..curvature import expected_sharpness, hessian_trace, top_hessian_eigenvalue
+from ..curvature import expected_sharpness, hessian_eigenpairs, hessian_trace, top_hessian_eigenvalue
 from ..experiments._io import atomic_write_json, atomic_write_text
 
 EPOCH_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "time", "elapsed")
@@ -177,6 +177,7 @@ def solution_sharpness(
     hutchinson_samples: int = 20,
     sigma: float = 0.01,
     sharpness_samples: int = 16,
+    top_eigenvalues: int = 1,
 ) -> dict:
     """Top Hessian eigenvalue, Hessian trace and expected sharpness of a loss at ``params``.
 
@@ -185,19 +186,29 @@ def solution_sharpness(
     products per batch), [`escape.curvature.hessian_trace`][] (Hutchinson, ``hutchinson_samples`` Rademacher
     probes) and [`escape.curvature.expected_sharpness`][] (antithetic, ``sharpness_samples`` Gaussian draws of
     standard deviation ``sigma`` on every parameter). The three use independent keys folded from ``key``.
+    With ``top_eigenvalues = k > 1`` the eigenvalue step is [`escape.curvature.hessian_eigenpairs`][] for the top
+    ``k`` (the same ``lanczos_iters`` steps), recorded as ``top_eigenvalues`` (largest first; ``lambda_max`` is
+    the first).
 
     Returns:
-        A dict: ``lambda_max``, ``hessian_trace``,
+        A dict: ``lambda_max`` (and ``top_eigenvalues`` for ``k > 1``), ``hessian_trace``,
         ``hessian_trace_stderr``, ``expected_sharpness``, ``expected_sharpness_stderr``, ``sigma`` and
         ``sharpness_time`` (wall seconds).
     """
     start = time.perf_counter()
     k_eig, k_trace, k_es = (jax.random.fold_in(key, i) for i in range(3))
-    eig = top_hessian_eigenvalue(loss_fn, params, key=k_eig, num_iters=lanczos_iters, batches=batches)
+    if top_eigenvalues > 1:
+        pairs = hessian_eigenpairs(loss_fn, params, k=top_eigenvalues, key=k_eig, num_iters=lanczos_iters,
+                                   batches=batches)
+        top = [float(v) for v in pairs.eigenvalues]
+    else:
+        top = [float(top_hessian_eigenvalue(loss_fn, params, key=k_eig, num_iters=lanczos_iters,
+                                            batches=batches).eigenvalue)]
     trace = hessian_trace(loss_fn, params, key=k_trace, num_samples=hutchinson_samples, batches=batches)
     es = expected_sharpness(loss_fn, params, key=k_es, sigma=sigma, num_samples=sharpness_samples, batches=batches)
     return {
-        "lambda_max": float(eig.eigenvalue),
+        "lambda_max": top[0],
+        **({"top_eigenvalues": top} if top_eigenvalues > 1 else {}),
         "hessian_trace": float(trace.value),
         "hessian_trace_stderr": float(trace.stderr),
         "expected_sharpness": float(es.value),
