@@ -14,7 +14,7 @@ from escape import models
 from escape.data import Normalization
 from escape.models import count_parameters, forward
 from escape.train import MODELS, TrainConfig
-from escape.train._loop import Pipeline, TrainState, train_step
+from escape.train import Pipeline, TrainState, train_step
 
 # --------------------------------------------------------------------- independent counts (official layer lists)
 # PyTorch's parameters: Conv2d out*in*k*k (+ out with bias), BatchNorm2d 2*C, Linear out*in + out.

@@ -105,7 +105,7 @@ def _optimizer_keys(name: str) -> dict:
     """Hyperparameters of a training optimizer: the registry's with defaults, or an optax optimizer's."""
     import inspect
 
-    from ..train._config import _factory
+    from ..train._optimizers import _factory
 
     canonical, factory, registered = _factory(name)
     if registered:
@@ -116,7 +116,7 @@ def _optimizer_keys(name: str) -> dict:
 
 
 def _train_name(value: str) -> str:
-    from ..train._config import _factory
+    from ..train._optimizers import _factory
 
     return _factory(value)[0]
 

@@ -6,27 +6,22 @@ from ._checkpoint import (
     save_checkpoint as save_checkpoint,
 )
 from ._load import load_trained as load_trained
-from ._config import (
-    as_config as as_config,
+from ._config import as_config as as_config, DATASETS as DATASETS, MODELS as MODELS, TrainConfig as TrainConfig
+from ._optimizers import (
     build_optimizer as build_optimizer,
-    DATASETS as DATASETS,
     learning_rate_schedule as learning_rate_schedule,
     make_train_optimizer as make_train_optimizer,
-    MODELS as MODELS,
     OPTIMIZER_ALIASES as OPTIMIZER_ALIASES,
     optimizer_choices as optimizer_choices,
-    TrainConfig as TrainConfig,
 )
 from ._loop import (
     DATA_AXIS as DATA_AXIS,
     load_dataset as load_dataset,
-    Pipeline as Pipeline,
     train as train,
-    train_step as train_step,
     Trainer as Trainer,
-    TrainState as TrainState,
     use_compilation_cache as use_compilation_cache,
 )
+from ._step import Pipeline as Pipeline, train_step as train_step, TrainState as TrainState
 from ._metrics import (
     EPOCH_COLUMNS as EPOCH_COLUMNS,
     History as History,

@@ -1,4 +1,4 @@
-"""Training image classifiers: the data-parallel step, the trainer, the loop.
+"""Training image classifiers: the trainer (data, model, optimizer, mesh, jitted steps of ``_step``) and the loop.
 
 Data flows one way: [`escape.train.TrainConfig`][] -> data set, model, optimizer (with its learning-rate
 schedule) -> [`escape.train.Trainer`][] (one jitted step on a device mesh) -> per-epoch metrics and
@@ -21,9 +21,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
-from jaxtyping import Array, Int, PRNGKeyArray, PyTree
+from jaxtyping import PyTree
 from tqdm.auto import tqdm
 
 from .. import _distributed
@@ -32,8 +31,10 @@ from .. import models as _models
 from ..experiments._console import Console, progress_mode
 from ..experiments._io import atomic_write_json, manifest
 from ._checkpoint import checkpoint_from_bytes, read_checkpoint_files, read_checkpoint_record, save_checkpoint
-from ._config import MODELS, TrainConfig, as_config, build_optimizer
+from ._config import MODELS, TrainConfig, as_config
+from ._optimizers import build_optimizer
 from ._metrics import History, MetricsWriter, solution_sharpness
+from ._step import _curvature_loss, _eval_step, _is_key, Pipeline, train_step, TrainState
 
 DATA_AXIS = "data"
 """Name of the device-mesh axis that the batch is sharded over."""
@@ -54,106 +55,6 @@ def load_dataset(config: TrainConfig) -> _data.Dataset:
         ds = _data.load_cifar100(config.data_dir)
     cut = lambda split, n: split if n is None else _data.Split(split.images[:n], split.labels[:n])
     return ds._replace(train=cut(ds.train, config.train_examples), test=cut(ds.test, config.test_examples))
-
-
-class Pipeline(eqx.Module):
-    """Images as trained on: to float in ``[0, 1]``, augmented (optional), normalised per channel.
-
-    Attributes:
-        normalization: the per-channel standardisation fitted on the training images.
-        augment: pad-4 random crop and horizontal flip ([`escape.data.augment_batch`][]) in training.
-    """
-
-    normalization: _data.Normalization
-    augment: bool = eqx.field(static=True)
-
-    def __call__(self, images, key: PRNGKeyArray | None = None):
-        """Training images if ``key`` is given (augmented when ``augment``), evaluation images otherwise."""
-        x = _data.to_unit_float(images)
-        if self.augment and key is not None:
-            x = _data.augment_batch(key, x)
-        return self.normalization(x)
-
-
-class TrainState(eqx.Module):
-    """Everything that changes during training; each step returns a new one.
-
-    Attributes:
-        model: the network (parameters and static structure).
-        bn_state: its BatchNorm running statistics.
-        opt_state: the optimizer state (including the schedule's step count).
-        step: the number of optimizer steps done, ``()`` int32.
-        key: the key of the step's randomness: step ``t`` augments with ``jax.random.fold_in(key, t)`` and
-            draws the dropout masks (of models that have dropout) from ``fold_in(fold_in(key, t), 1)``.
-    """
-
-    model: eqx.Module
-    bn_state: eqx.nn.State
-    opt_state: PyTree
-    step: Int[Array, ""]
-    key: PRNGKeyArray
-
-
-def _is_key(x) -> bool:
-    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def _cross_entropy(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
-
-
-@eqx.filter_jit
-def train_step(
-    ts: TrainState, images, labels, optimizer: optax.GradientTransformation, pipeline: Pipeline, replicated=None
-) -> tuple[TrainState, Array, Array]:
-    """One optimizer step on a batch (training-mode BatchNorm): ``(new_state, mean_loss, correct_count)``.
-
-    Jitted; with the batch sharded over a mesh axis and ``ts`` replicated, this is data parallelism: the
-    BatchNorm statistics, the loss and the gradients are reduced over the whole (global) batch, and
-    ``replicated`` (a sharding) keeps the new state replicated.
-    """
-    step_key = jax.random.fold_in(ts.key, ts.step)
-    x = pipeline(images, step_key)
-    dropout_key = jax.random.fold_in(step_key, 1)  # models without dropout ignore it
-
-    def loss_fn(model):
-        logits, bn_state = _models.forward(model, ts.bn_state, x, inference=False, key=dropout_key)
-        return jnp.mean(_cross_entropy(logits, labels)), (bn_state, logits)
-
-    (loss, (bn_state, logits)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(ts.model)
-    updates, opt_state = optimizer.update(grads, ts.opt_state, eqx.filter(ts.model, eqx.is_inexact_array))
-    new = TrainState(eqx.apply_updates(ts.model, updates), bn_state, opt_state, ts.step + 1, ts.key)
-    if replicated is not None:
-        new = eqx.filter_shard(new, replicated)
-    correct = jnp.sum((jnp.argmax(logits, axis=-1) == labels).astype(jnp.int32))
-    return new, loss, correct
-
-
-@eqx.filter_jit
-def _eval_step(model, bn_state, images, labels, mask, pipeline: Pipeline):
-    """Summed loss and correct count over the unmasked rows, inference-mode BatchNorm."""
-    logits, _ = _models.forward(model, bn_state, pipeline(images), inference=True)
-    losses = jnp.where(mask, _cross_entropy(logits, labels), 0.0)
-    correct = jnp.where(mask, jnp.argmax(logits, axis=-1) == labels, False)
-    return jnp.sum(losses), jnp.sum(correct.astype(jnp.int32))
-
-
-_normalise = eqx.filter_jit(lambda pipeline, images: pipeline(images))
-
-
-def _curvature_loss(static):
-    """The training loss in inference mode as a function of the parameters (for `escape.curvature`).
-
-    The batch carries the BatchNorm state, so that it is an argument of the compiled products rather than a
-    constant baked into them: runs that differ only in their arrays then compile to the same program.
-    """
-
-    def loss_fn(params, batch):
-        x, y, bn_state = batch
-        logits, _ = _models.forward(eqx.combine(params, static), bn_state, x, inference=True)
-        return jnp.mean(_cross_entropy(logits, y))
-
-    return loss_fn
 
 
 # ----------------------------------------------------------------------------------------------------- trainer
@@ -544,7 +445,7 @@ def resolved_config(config: TrainConfig) -> dict:
     augmentation, and every hyperparameter of the optimizer (its factory's defaults)."""
     import inspect
 
-    from ._config import _factory
+    from ._optimizers import _factory
 
     out = config.to_dict()
     out["model"], out["augment"] = config.model_name, config.augmented
