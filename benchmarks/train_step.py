@@ -1,6 +1,8 @@
-"""Time per training step of the CIFAR ResNet-18 with Adai, optax Adam and optax SGD, in one run.
+"""Time per training step of a CIFAR model (ResNet-18 by default) with Adai, optax Adam and optax SGD, in one run.
 
     python benchmarks/train_step.py                          # ResNet-18, batch 128, 3x32x32, 5 timed steps
+    python benchmarks/train_step.py --model vgg16            # any model of escape.train.MODELS (the Adai zoo)
+    python benchmarks/train_step.py --model all --width 4 --batch-size 8 --steps 1 --repeats 1 --optimizers adai
     python benchmarks/train_step.py --width 16 --batch-size 32 --steps 10 --repeats 3   # quick, on a CPU
     python benchmarks/train_step.py --optimizers adai,adam   # a subset (fewer compilations)
 
@@ -31,9 +33,9 @@ import numpy as np
 import optax
 
 from escape.data import Normalization
-from escape.models import count_parameters, resnet18
+from escape.models import count_parameters
 from escape.optim import adai
-from escape.train import Pipeline, train_step, TrainState
+from escape.train import MODELS, Pipeline, train_step, TrainState
 
 
 OPTIMIZERS = ("adai", "adam", "sgd")
@@ -45,14 +47,19 @@ def _optimizers(names=OPTIMIZERS):
     return {name: every[name]() for name in names}
 
 
+def _model(args, compute_dtype):
+    """``(model, state)`` of ``args.model`` at ``args.width`` for 3-channel images and 10 classes."""
+    return MODELS[args.model](10, key=jax.random.key(0), in_channels=3, width=args.width, compute_dtype=compute_dtype)
+
+
 def _jax_runs(args, compute_dtype) -> dict[str, float]:
     """Median seconds per step of each optimizer (interleaved rounds)."""
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.integers(0, 256, (args.batch_size, 3, 32, 32), dtype=np.uint8))
     labels = jnp.asarray(rng.integers(0, 10, (args.batch_size,), dtype=np.int32))
     pipeline = Pipeline(Normalization([0.49, 0.48, 0.45], [0.25, 0.24, 0.26]), augment=True)
-    model, bn_state = resnet18(10, key=jax.random.key(0), width=args.width, compute_dtype=compute_dtype)
-    print(f"  ResNet-18 width {args.width}: {count_parameters(model):,} parameters, batch {args.batch_size}, "
+    model, bn_state = _model(args, compute_dtype)
+    print(f"  {args.model} width {args.width}: {count_parameters(model):,} parameters, batch {args.batch_size}, "
           f"compute {jnp.dtype(compute_dtype or jnp.float32).name}", flush=True)
     states, opts = {}, _optimizers(args.optimizers)
     for name, opt in opts.items():
@@ -79,7 +86,7 @@ def _jax_runs(args, compute_dtype) -> dict[str, float]:
 
 def _update_runs(args) -> dict[str, float]:
     """Median seconds of the optimizer update alone (update + apply to the ResNet-18 parameters), jitted."""
-    model, _ = resnet18(10, key=jax.random.key(0), width=args.width)
+    model, _ = _model(args, None)
     params = eqx.filter(model, eqx.is_inexact_array)
     leaves, treedef = jax.tree.flatten(params)
     rng = np.random.default_rng(2)  # NumPy: one jax.random.normal per leaf shape would compile ~60 kernels
@@ -288,7 +295,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--width", type=int, default=64, help="ResNet-18 width (64: the standard model)")
+    parser.add_argument("--model", default="resnet18", help=f"one of {', '.join(MODELS)}, or all (one after another)")
+    parser.add_argument("--width", type=int, default=None, help="model width (default: the model's own, the standard model)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline on a GPU")
     parser.add_argument("--update-only", action="store_true", help="time only the optimizer updates (cheap)")
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma-separated subset of adai, adam, sgd")
@@ -296,10 +304,25 @@ def main(argv=None) -> None:
     args.optimizers = [v.strip() for v in args.optimizers.split(",") if v.strip()]
     if not args.optimizers or not set(args.optimizers) <= set(OPTIMIZERS):
         parser.error(f"--optimizers: choose from {', '.join(OPTIMIZERS)}")
+    if args.model != "all" and args.model not in MODELS:
+        parser.error(f"--model: choose from {', '.join(MODELS)}, or all")
     backend = jax.default_backend()
     if args.steps is None:
         args.steps = 50 if backend == "gpu" else 5
     print(f"backend {backend}, devices {jax.devices()}, jax {jax.__version__}", flush=True)
+    if args.model == "all":
+        for name in MODELS:
+            print(f"== {name}", flush=True)
+            _run_model(argparse.Namespace(**{**vars(args), "model": name, "no_torch": True}), backend)
+        return
+    _run_model(args, backend)
+
+
+def _run_model(args, backend: str) -> None:
+    if args.width is None:
+        import inspect
+
+        args.width = inspect.signature(MODELS[args.model]).parameters["width"].default
     _report_updates(_update_runs(args))
     if args.update_only:
         return
@@ -308,7 +331,9 @@ def main(argv=None) -> None:
     if backend == "gpu":
         bf16 = _jax_runs(args, jnp.bfloat16)
         _report("jax bfloat16", bf16, args.batch_size)
-        if not args.no_torch and _torch_available():
+        if not args.no_torch and args.model != "resnet18":
+            print("  (the PyTorch baseline is ResNet-18's only)")
+        elif not args.no_torch and _torch_available():
             _torch_runs(args)
         elif not args.no_torch:
             print("  (PyTorch with CUDA not importable: no PyTorch baseline)")

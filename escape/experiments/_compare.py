@@ -342,14 +342,16 @@ def plot(out: Path) -> Path:
         curves = pd.DataFrame()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     panels = ((axes[0], "test_acc", "test accuracy", False), (axes[1], "train_loss", "training loss (epoch mean)", True))
-    for i, (label, sub) in enumerate(curves.groupby("optimizer", sort=False) if len(curves) else ()):
+    groups = list(curves.groupby("optimizer", sort=False)) if len(curves) else []
+    colors = _colors(len(groups))
+    for i, (label, sub) in enumerate(groups):
         for ax, metric, _, _ in panels:
             stats = sub.groupby("epoch")[metric].agg(["mean", "std", "count"]).reset_index()
             epochs, mean = stats["epoch"].to_numpy(), stats["mean"].to_numpy()
             std = np.nan_to_num(stats["std"].to_numpy())
             n = int(sub["seed"].nunique())
-            ax.plot(epochs, mean, color=f"C{i}", label=f"{label} ({n} seeds)")
-            ax.fill_between(epochs, mean - std, mean + std, color=f"C{i}", alpha=0.25, lw=0)
+            ax.plot(epochs, mean, color=colors[i], label=f"{label} ({n} seeds)")
+            ax.fill_between(epochs, mean - std, mean + std, color=colors[i], alpha=0.25, lw=0)
     for ax, _, ylabel, log in panels:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
@@ -357,13 +359,22 @@ def plot(out: Path) -> Path:
         if log:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, ncol=2 if len(groups) > 6 else 1)
     name = json.loads((out / "manifest.json").read_text())["config"].get("name", "") if (out / "manifest.json").exists() else ""
     fig.suptitle(f"{name}: learning curves, mean ± std over seeds")
     path = save_figure(fig, out / "learning_curves.png")
     if (out / "spectra.csv").is_file():
         plot_spectra(out, name)
     return path
+
+
+def _colors(n: int) -> list:
+    """``n`` distinct colours: matplotlib's default cycle up to 10, tab20 beyond (the cycle repeats after 10)."""
+    from ._plots import plt
+
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    return [plt.get_cmap("tab20")(i % 20) for i in range(n)]
 
 
 def plot_spectra(out: Path, name: str = "") -> Path:
@@ -374,21 +385,22 @@ def plot_spectra(out: Path, name: str = "") -> Path:
 
     out = Path(out)
     spectra, results = pd.read_csv(out / "spectra.csv"), pd.read_csv(out / "results.csv")
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True,
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 5.2), constrained_layout=True,
                                  gridspec_kw={"width_ratios": [3, 2]})
     labels = list(dict.fromkeys(spectra["optimizer"]))
+    colors = _colors(len(labels))
     for i, label in enumerate(labels):
         sub = spectra[spectra["optimizer"] == label]
         for _, run in sub.groupby("seed"):
-            ax.plot(run["rank"], np.clip(run["eigenvalue"], 1e-6, None), color=f"C{i}", alpha=0.3, lw=0.8)
+            ax.plot(run["rank"], np.clip(run["eigenvalue"], 1e-6, None), color=colors[i], alpha=0.3, lw=0.8)
         mean = sub.groupby("rank")["eigenvalue"].mean()
-        ax.plot(mean.index, np.clip(mean.to_numpy(), 1e-6, None), "o-", color=f"C{i}", ms=3,
+        ax.plot(mean.index, np.clip(mean.to_numpy(), 1e-6, None), "o-", color=colors[i], ms=3,
                 label=f"{label} ({sub['seed'].nunique()} seeds)")
     ax.set_yscale("log")
     ax.set_xlabel("rank")
     ax.set_ylabel("Hessian eigenvalue (training loss, inference mode)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=min(len(labels), 4), loc="upper center", bbox_to_anchor=(0.5, -0.14))
     for j, metric in enumerate(("hessian_trace", "expected_sharpness")):
         stats = results.groupby("optimizer")[metric].agg(["mean", "std"]).reindex(labels)
         x = np.arange(len(labels)) + (j - 0.5) * 0.38
