@@ -21,3 +21,4 @@ def getkey():
         return jax.random.key(next(counter))
 
     return _getkey
+

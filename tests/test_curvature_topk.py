@@ -129,3 +129,27 @@ def test_bad_input(kwargs, needle):
         hessian_eigenpairs(loss, params, key=jax.random.key(0), **{"num_iters": 20, **kwargs})
     with pytest.raises(ValueError, match="preconditioner"):
         hessian_eigenpairs(loss, params, key=jax.random.key(0), preconditioner=jax.tree.map(jnp.zeros_like, params))
+
+
+def test_solution_sharpness_top10_matches_dense_eigh():
+    """escape.train.solution_sharpness(top_eigenvalues=10), the spectra of `compare`: the top 10 eigenvalues of the
+    mean loss over two batches equal dense eigh's to 1e-5 (x64, as many Lanczos steps as parameters)."""
+    from escape.train import solution_sharpness
+
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(4)
+        x, y = jnp.asarray(rng.standard_normal((24, 4))), jnp.asarray(rng.standard_normal((24, 2)))
+        _, params = _mlp()
+
+        def loss_fn(p, batch):
+            xb, yb = batch
+            pred = jnp.tanh(xb @ p["w1"] + p["b1"][None, :]) @ p["w2"] + p["b2"][None, :]
+            return 0.5 * jnp.mean(jnp.sum((pred - yb) ** 2, axis=-1))
+
+        batches = [(x[:12], y[:12]), (x[12:], y[12:])]
+        h = _dense(lambda p: 0.5 * (loss_fn(p, batches[0]) + loss_fn(p, batches[1])), params)
+        exact = np.linalg.eigvalsh(h)[::-1][:10]
+        got = solution_sharpness(loss_fn, params, batches, key=jax.random.key(1), lanczos_iters=h.shape[0],
+                                 hutchinson_samples=2, sharpness_samples=2, top_eigenvalues=10)
+        np.testing.assert_allclose(got["top_eigenvalues"], exact, rtol=1e-5)
+        assert got["lambda_max"] == got["top_eigenvalues"][0]

@@ -34,7 +34,7 @@ from ._checkpoint import checkpoint_from_bytes, read_checkpoint_files, read_chec
 from ._config import MODELS, TrainConfig, as_config
 from ._optimizers import build_optimizer
 from ._metrics import History, MetricsWriter, solution_sharpness
-from ._step import _curvature_loss, _eval_step, _is_key, Pipeline, train_step, TrainState
+from ._step import _curvature_loss, _eval_step, _is_key, _normalise, Pipeline, train_step, TrainState
 
 DATA_AXIS = "data"
 """Name of the device-mesh axis that the batch is sharded over."""
