@@ -8,13 +8,14 @@ in the same order: the results are compared bit for bit, and results.csv byte fo
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+
+from _multiprocess import free_port, worker_env
 
 _TIMEOUT = 300
 
@@ -46,18 +47,6 @@ _WORK = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(devices: int) -> dict:
-    # Unoptimised XLA compiles about twice as fast; bit-identity holds between runs made alike.
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-
-
 def _wait(procs, names):
     outputs = []
     try:
@@ -75,10 +64,10 @@ def _wait(procs, names):
 def test_engine_and_sde_in_two_processes_are_bit_identical(tmp_path):
     """2 processes x 1 device against 1 process x 2 devices: first passages, divergences, final and saved
     positions, saved optimizer states and the SDE's first passages, finals and saves, bit for bit."""
-    port = str(_free_port())
-    procs = [subprocess.Popen([sys.executable, "-c", _WORK, str(tmp_path / "multi.npz"), port, str(i)], env=_env(1),
+    port = str(free_port())
+    procs = [subprocess.Popen([sys.executable, "-c", _WORK, str(tmp_path / "multi.npz"), port, str(i)], env=worker_env(1),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-    procs.append(subprocess.Popen([sys.executable, "-c", _WORK, str(tmp_path / "one.npz")], env=_env(2),
+    procs.append(subprocess.Popen([sys.executable, "-c", _WORK, str(tmp_path / "one.npz")], env=worker_env(2),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     _wait(procs, ("process 0", "process 1", "one process"))
     multi, one = np.load(tmp_path / "multi.npz"), np.load(tmp_path / "one.npz")
@@ -97,11 +86,11 @@ def test_fig6_results_are_byte_identical_across_devices_and_processes(tmp_path):
     127.0.0.1:PORT --num-processes 2 --process-id I): results.csv byte-identical; the two-process run directory
     holds the same files as the one-process run; a rerun of the two-process command computes nothing again."""
     cli = [sys.executable, "-m", "escape.cli"]
-    port = str(_free_port())
+    port = str(free_port())
     out = {k: tmp_path / k for k in ("d1", "d2", "multi")}
     multi = lambda i: [*cli, *_FIG6, "--out", str(out["multi"]), "--coordinator", f"127.0.0.1:{port}",  # noqa: E731
                        "--num-processes", "2", "--process-id", str(i)]
-    procs = [subprocess.Popen(multi(i), env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen(multi(i), env=worker_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     procs += [subprocess.Popen([*cli, *_FIG6, "--out", str(out[k]), "--devices", k[1]], env={**os.environ,
               "JAX_PLATFORMS": "cpu"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in ("d1", "d2")]
@@ -112,8 +101,8 @@ def test_fig6_results_are_byte_identical_across_devices_and_processes(tmp_path):
     assert files(out["multi"]) == files(out["d1"])
     manifest = json.loads((out["multi"] / "manifest.json").read_text())
     stamp = {p: p.stat().st_mtime_ns for p in (out["multi"] / "cells").glob("*.npz")}
-    port = str(_free_port())
-    procs = [subprocess.Popen(multi(i), env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    port = str(free_port())
+    procs = [subprocess.Popen(multi(i), env=worker_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     _wait(procs, ("rerun process 0", "rerun process 1"))
     assert stamp and {p: p.stat().st_mtime_ns for p in stamp} == stamp  # no cell written again

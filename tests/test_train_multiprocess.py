@@ -6,14 +6,14 @@ sharded program; only the transport of the cross-device reductions differs.
 """
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+
+from _multiprocess import free_port, worker_env
 
 # The tiny setting of tests/test_train.py: digits, 256 training examples, width 4, batch 32 (8 steps per epoch),
 # the learning rate divided by 10 after epoch 1; 2 epochs, no sharpness.
@@ -71,18 +71,6 @@ _REFERENCE = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(devices: int) -> dict:
-    # Unoptimised XLA compiles about twice as fast; both sides run alike.
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-
-
 def _files(directory) -> list[str]:
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
 
@@ -100,13 +88,13 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
     """
     shared, ref = tmp_path / "shared", tmp_path / "ref"
     cfg = json.dumps(TINY)
-    port = str(_free_port())
+    port = str(free_port())
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WORKER, str(i), port, str(shared), cfg], env=_env(1),
+        subprocess.Popen([sys.executable, "-c", _WORKER, str(i), port, str(shared), cfg], env=worker_env(1),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)
     ]
-    procs.append(subprocess.Popen([sys.executable, "-c", _REFERENCE, str(ref), cfg], env=_env(2),
+    procs.append(subprocess.Popen([sys.executable, "-c", _REFERENCE, str(ref), cfg], env=worker_env(2),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = []
     try:

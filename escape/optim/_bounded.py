@@ -9,7 +9,7 @@ import optax
 from jaxtyping import Array, ArrayLike
 
 from ._adai import with_weight_decay
-from ._validate import check_interval, check_learning_rate, check_nonnegative, check_positive
+from ._validate import check_adam_betas, check_interval, check_learning_rate, check_nonnegative, check_positive
 
 
 class ScaleByAdaBoundState(NamedTuple):
@@ -119,12 +119,6 @@ def scale_by_padam(
     return optax.GradientTransformation(lambda p: _init(p, True), update_fn)
 
 
-def _check_adam_betas(owner, b1, b2, eps) -> None:
-    check_interval(owner, "b1", b1, 0.0, 1.0, closed_low=True, closed_high=False)
-    check_interval(owner, "b2", b2, 0.0, 1.0, closed_low=True, closed_high=False)
-    check_nonnegative(owner, "eps", eps)
-
-
 def adabound(
     learning_rate: optax.ScalarOrSchedule, b1: ArrayLike = 0.9, b2: ArrayLike = 0.999, eps: ArrayLike = 1e-8,
     final_lr: ArrayLike = 0.1, gamma: ArrayLike = 1e-3, weight_decay: ArrayLike = 0.0,
@@ -133,7 +127,7 @@ def adabound(
 
     The final rate follows the schedule (``final_lr * eta_t / eta_0``, ``eta_0`` the rate at step 0)."""
     check_learning_rate("adabound", learning_rate)
-    _check_adam_betas("adabound", b1, b2, eps)
+    check_adam_betas("adabound", b1, b2, eps)
     check_nonnegative("adabound", "weight_decay", weight_decay)
     check_positive("adabound", "final_lr", final_lr)
     check_positive("adabound", "gamma", gamma)
@@ -149,7 +143,7 @@ def padam(
     """Padam (the authors' CIFAR settings: ``partial = 1/8``, AMSGrad on): [`escape.optim.scale_by_padam`][]
     with L2 weight decay."""
     check_learning_rate("padam", learning_rate)
-    _check_adam_betas("padam", b1, b2, eps)
+    check_adam_betas("padam", b1, b2, eps)
     check_nonnegative("padam", "weight_decay", weight_decay)
     scale = scale_by_padam(b1=b1, b2=b2, eps=eps, partial=partial)
     return with_weight_decay(scale, learning_rate, weight_decay, decoupled=False)  # the authors' L2 decay

@@ -21,7 +21,7 @@ from ._adai import adai
 from ._adaiv2 import adaiv2
 from ._bounded import adabound, padam
 from ._momentum import momentum
-from ._validate import check_interval, check_learning_rate, check_nonnegative
+from ._validate import check_adam_betas, check_interval, check_learning_rate, check_nonnegative
 
 OptimizerFactory = Callable[..., optax.GradientTransformation]
 
@@ -54,11 +54,7 @@ def _adam(
     learning_rate: optax.ScalarOrSchedule, b1: ArrayLike = 0.9, b2: ArrayLike = 0.999, eps: ArrayLike = 1e-8
 ) -> optax.GradientTransformation:
     """Adam with bias corrections, ``eps`` outside the square root (``optax.adam``)."""
-    check_learning_rate("adam", learning_rate)
-    _check_beta("adam", "b1", b1)
-    _check_beta("adam", "b2", b2)
-    check_nonnegative("adam", "eps", eps)
-    return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
+    return _adam_family("adam", optax.adam, learning_rate, b1, b2, eps)
 
 
 def _rmsprop(
@@ -106,9 +102,7 @@ def _adamw(
 ) -> optax.GradientTransformation:
     """AdamW: Adam with decoupled weight decay ``theta <- theta - eta lambda theta`` (``optax.adamw``)."""
     check_learning_rate("adamw", learning_rate)
-    _check_beta("adamw", "b1", b1)
-    _check_beta("adamw", "b2", b2)
-    check_nonnegative("adamw", "eps", eps)
+    check_adam_betas("adamw", b1, b2, eps)
     check_nonnegative("adamw", "weight_decay", weight_decay)
     return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
 
@@ -127,9 +121,7 @@ def _adaiv2(
 
 def _adam_family(owner: str, factory, learning_rate, b1, b2, eps, **extra) -> optax.GradientTransformation:
     check_learning_rate(owner, learning_rate)
-    _check_beta(owner, "b1", b1)
-    _check_beta(owner, "b2", b2)
-    check_nonnegative(owner, "eps", eps)
+    check_adam_betas(owner, b1, b2, eps)
     return factory(learning_rate, b1=b1, b2=b2, eps=eps, **extra)
 
 

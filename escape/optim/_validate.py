@@ -78,3 +78,10 @@ def check_hyperparameter_type(owner: str, name: str, value: Any, *, schedule: bo
     if not ok:
         what = "a number or a schedule" if schedule else "a number"
         raise ValueError(f"{owner}: {name} must be {what}, got {value!r}")
+
+
+def check_adam_betas(owner: str, b1: Any, b2: Any, eps: Any) -> None:
+    """Adam's hyperparameters: ``b1`` and ``b2`` in ``[0, 1)``, ``eps >= 0``."""
+    check_interval(owner, "b1", b1, 0.0, 1.0, closed_low=True, closed_high=False)
+    check_interval(owner, "b2", b2, 0.0, 1.0, closed_low=True, closed_high=False)
+    check_nonnegative(owner, "eps", eps)
