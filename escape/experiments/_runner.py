@@ -2,14 +2,15 @@
 
 from pathlib import Path
 
-from . import _adam_dynamics, _aeos, _compare, _escape_rates, _fidelity, _implicit_bias, _noise, _saddle
+from . import _adam_dynamics, _aeos, _compare, _escape_rates, _fidelity, _implicit_bias, _noise, _robustness, _saddle
 from .._checks import suggest
 from ._config import ConfigError, apply_overrides, stored_config
 from ._console import progress_mode
 from ._schema import Schema
 
 RUNNERS = {"escape-rates": _escape_rates, "compare": _compare, "saddle": _saddle, "aeos": _aeos, "noise": _noise,
-           "implicit-bias": _implicit_bias, "adam-dynamics": _adam_dynamics, "sde-fidelity": _fidelity}
+           "implicit-bias": _implicit_bias, "adam-dynamics": _adam_dynamics, "sde-fidelity": _fidelity,
+           "robustness": _robustness}
 
 
 def _module(config: dict):

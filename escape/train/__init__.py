@@ -22,6 +22,7 @@ from ._loop import (
     use_compilation_cache as use_compilation_cache,
 )
 from ._step import Pipeline as Pipeline, train_step as train_step, TrainState as TrainState
+from ._grid import GridResult as GridResult, train_grid as train_grid
 from ._metrics import (
     EPOCH_COLUMNS as EPOCH_COLUMNS,
     History as History,
