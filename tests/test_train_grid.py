@@ -6,10 +6,14 @@ epochs with the learning rate divided by 10 after the first), so the steps compi
 """
 
 import dataclasses
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from _multiprocess import worker_env
 from escape.train import train, train_grid, TrainConfig
 from escape.train._grid import _grid_step
 
@@ -48,6 +52,29 @@ def test_new_values_reuse_the_compiled_step_and_divergence_is_counted():
     out = train_grid(base, (3e38, 0.02), (0.0, 1e-4), (3, 4))  # the first overflows float32
     assert _grid_step._cached._cache_size() == size
     assert out.diverged.tolist() == [True, False]
+
+
+_SHARDED = """
+import json, sys
+import numpy as np
+from escape.train import train_grid, TrainConfig
+base = TrainConfig(**json.loads(sys.argv[1]))
+args = ((1.0, 0.5, 1.0, 2.0), (5e-4, 5e-4, 0.0, 1e-3), (0, 1, 1, 0))
+one, two = train_grid(base, *args, devices=1), train_grid(base, *args, devices=2)
+print(json.dumps([float(np.max(np.abs(np.asarray(a, float) - b) / np.maximum(np.abs(np.asarray(b, float)), 1e-30)))
+                  for a, b in zip(one, two)]))
+"""
+
+
+def test_cells_sharded_over_two_devices_equal_one_device():
+    """Two host devices (what `escape run` uses on 2 cores): four cells sharded two per device equal the same
+    cells on one device, every returned number to a relative 1e-5 (each cell's arithmetic is its own; the
+    sharding moves whole cells)."""
+    cfg = {**TINY, "optimizer": "adai", "learning_rate": 1.0, "milestones": [1]}
+    proc = subprocess.run([sys.executable, "-c", _SHARDED, json.dumps(cfg)], env=worker_env(2), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert max(json.loads(proc.stdout.strip().splitlines()[-1])) <= 1e-5
 
 
 @pytest.mark.parametrize("kwargs, needle", [

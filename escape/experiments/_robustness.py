@@ -212,6 +212,7 @@ def plot(out: Path) -> Path:
     """robustness.png: one heat map per optimizer of the mean test error over seeds (learning rate across,
     weight decay down, one colour scale for all), each point's error in percent, its basin outlined, points
     with a diverged run crossed."""
+    from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
 
     from ._plots import plt, save_figure
@@ -222,8 +223,13 @@ def plot(out: Path) -> Path:
     grid, basins = read_table(out / "grid.csv"), read_table(out / "basins.csv")
     labels = sorted(config["optimizers"])
     fig, axes = plt.subplots(1, len(labels), figsize=(4.6 * len(labels), 4.2), constrained_layout=True, squeeze=False)
-    finite = grid["test_error_mean"].dropna() if len(grid) else pd.Series([0.0, 1.0])
-    vmin, vmax = float(finite.min()), float(max(finite.max(), finite.min() + 1e-3))
+    # A log colour scale: the differences that matter are between 0.5% and 3%, beside failures near 90%.
+    errors = grid["test_error_mean"].dropna() if len(grid) else pd.Series(dtype=float)
+    floor = 0.5 / max(int(config["run"].get("test_examples") or 360), 1)  # half an example (digits: 360)
+    errors = errors.clip(lower=floor)
+    vmin = float(errors.min()) if len(errors) else floor
+    vmax = float(max(errors.max(), vmin * 1.5)) if len(errors) else 1.0
+    norm = LogNorm(vmin=vmin, vmax=vmax)
     image = None
     for ax, label in zip(axes[0], labels):
         spec = config["optimizers"][label]
@@ -234,7 +240,7 @@ def plot(out: Path) -> Path:
         for _, r in sub.iterrows():
             i, j = wds.index(r["weight_decay"]), lrs.index(r["learning_rate"])
             values[i, j], diverged[i, j] = r["test_error_mean"], r["diverged"] > 0
-        image = ax.imshow(values, cmap="viridis_r", vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
+        image = ax.imshow(np.clip(values, floor, None), cmap="viridis_r", norm=norm, aspect="auto", origin="lower")
         b = basins[basins["optimizer"] == label] if len(basins) else basins
         limit = float(b["best_test_error"].iloc[0] + b["margin"].iloc[0]) if len(b) else -np.inf
         for i in range(len(wds)):
@@ -242,7 +248,7 @@ def plot(out: Path) -> Path:
                 if np.isnan(values[i, j]):
                     continue
                 ax.text(j, i, f"{100 * values[i, j]:.1f}", ha="center", va="center", fontsize=7,
-                        color="white" if values[i, j] > (vmin + vmax) / 2 else "black")
+                        color="white" if norm(max(values[i, j], floor)) > 0.6 else "black")
                 if diverged[i, j]:
                     ax.plot([j - 0.45, j + 0.45], [i - 0.45, i + 0.45], color="red", lw=1)
                 elif values[i, j] <= limit + 1e-12:
@@ -253,7 +259,7 @@ def plot(out: Path) -> Path:
         ax.set_ylabel("weight decay")
         count = f"{int(b['basin_points'].iloc[0])} of {int(b['grid_points'].iloc[0])}" if len(b) else "-"
         ax.set_title(f"{label} ({spec['optimizer']}): basin {count}", fontsize=9)
-    fig.colorbar(image, ax=axes[0].tolist(), label="test error (mean over seeds)")
+    fig.colorbar(image, ax=axes[0].tolist(), label="test error (mean over seeds, log scale)")
     margin = config.get("basin_margin", 0.01)
     fig.suptitle(f"{config.get('name', '')}: test error over the grid, {len(config['seeds'])} seeds; red boxes: "
                  f"within {margin:g} of the best; red strokes: a run diverged", fontsize=9)
