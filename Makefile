@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/escape run fig6 --out runs/fig6-demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) tests/_parallel.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/escape_throughput.py

@@ -1,0 +1,55 @@
+"""The whole suite in one pytest process per core (`make test`): whole test files per shard (`--shard I/N` of
+conftest.py, balanced by the recorded seconds per file in tests/_durations.json), each shard with its own
+temporary directory, output lines prefixed by the shard, exit status the first failing shard's.
+
+Most of the suite's time is XLA compilation, which is single-threaded: two processes on two cores take about
+half the wall time of one. ``TEST_WORKERS=N`` sets the number of shards (1: plain pytest); further arguments
+go to every pytest (``python tests/_parallel.py -x``).
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str]) -> int:
+    try:
+        workers = int(os.environ.get("TEST_WORKERS", str(min(os.cpu_count() or 1, 2))))
+    except ValueError:
+        print(f"_parallel.py: TEST_WORKERS must be an integer, got {os.environ['TEST_WORKERS']!r}", file=sys.stderr)
+        return 2
+    if workers <= 1:
+        return subprocess.call([sys.executable, "-m", "pytest", "-q", *argv], cwd=ROOT)
+    start = time.perf_counter()
+    base = Path(tempfile.mkdtemp(prefix="escape-tests-"))
+    procs = [subprocess.Popen([sys.executable, "-m", "pytest", "-q", f"--shard={i}/{workers}",
+                               f"--basetemp={base / f'shard{i}'}", "-p", "no:cacheprovider", *argv],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+             for i in range(workers)]
+    lock = threading.Lock()
+
+    def relay(i: int, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            with lock:
+                sys.stdout.write(f"[shard {i + 1}/{workers}] {line}")
+                sys.stdout.flush()
+
+    threads = [threading.Thread(target=relay, args=(i, p), daemon=True) for i, p in enumerate(procs)]
+    for t in threads:
+        t.start()
+    codes = [p.wait() for p in procs]
+    for t in threads:
+        t.join()
+    minutes, seconds = divmod(time.perf_counter() - start, 60)
+    print(f"{workers} shards, exit codes {codes}; whole suite {int(minutes)} min {seconds:.0f} s wall")
+    return next((c for c in codes if c != 0), 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
