@@ -234,7 +234,8 @@ def _optimizer_args(items) -> dict:
 
 
 @cli.command("train")
-@click.option("--data", type=click.Choice(DATASETS), default="digits", show_default=True, help="Data set.")
+@click.option("--data", type=click.Choice((*DATASETS, "ptb")), default="digits", show_default=True,
+              help="Data set (ptb: word-level Penn TreeBank from --data-dir, the LSTM language model).")
 @click.option("--model", type=click.Choice(list(MODELS)), default=None,
               help="Network (default: small_resnet for digits, resnet18 for CIFAR).")
 @click.option("--optimizer", default="adai", show_default=True,
@@ -242,7 +243,8 @@ def _optimizer_args(items) -> dict:
                    "or any optax optimizer name.")
 @click.option("--lr", "learning_rate", type=float, default=0.1, show_default=True, help="Initial learning rate.")
 @click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True, help="A multiple of the number of devices.")
+@click.option("--batch-size", type=int, default=None,
+              help="A multiple of the number of devices (default 64; ptb: 20 streams).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run directory (resumes from its checkpoint if it has one).")
@@ -251,7 +253,13 @@ def _optimizer_args(items) -> dict:
 @click.option("--milestones", default="", help="Epochs after which the learning rate is multiplied by --gamma, e.g. 15,25.")
 @click.option("--gamma", type=float, default=0.1, show_default=True, help="Learning-rate factor at each milestone.")
 @click.option("--bf16", is_flag=True, help="bfloat16 convolutions and activations (float32 parameters).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Directory of the CIFAR python files.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Directory of the CIFAR python files, or of ptb.train.txt / ptb.valid.txt / ptb.test.txt.")
+@click.option("--bptt", type=int, default=None, help="ptb: tokens per BPTT window (default 35).")
+@click.option("--clip", type=float, default=None, help="ptb: global gradient-norm bound (default 0.25).")
+@click.option("--dropout", type=float, default=None, help="ptb: the LSTM's dropout (default 0.5).")
+@click.option("--embed", type=int, default=None, help="ptb: embedding size (default 512).")
+@click.option("--hidden", type=int, default=None, help="ptb: LSTM hidden size (default 512).")
 @click.option("--width", type=int, default=None, help="Model width (default: the model's).")
 @click.option("--opt", "opt_args", multiple=True, metavar="KEY=VALUE", help="Optimizer hyperparameter, e.g. beta0=0.1.")
 @click.option("--augment/--no-augment", default=None, help="Crop and flip (default: on for CIFAR, off for digits).")
@@ -277,6 +285,13 @@ def train_cmd(out, milestones, opt_args, compilation_cache, coordinator, num_pro
     from .train import TrainConfig, train, use_compilation_cache
 
     settings = {k: v for k, v in settings.items() if v is not None}
+    lm_only = ("bptt", "clip", "dropout", "embed", "hidden")
+    if settings.get("data") == "ptb":
+        _train_lm(out, milestones, opt_args, settings, progress, log, quiet)
+        return
+    for key in lm_only:
+        if key in settings:
+            raise ValueError(f"train: --{key} is for --data ptb (the language model)")
     config = TrainConfig(milestones=_milestones(milestones), optimizer_args=_optimizer_args(opt_args), **settings)
     _distributed.initialize(coordinator, num_processes, process_id, owner="train")
     writer = _distributed.is_writer()
@@ -294,6 +309,26 @@ def train_cmd(out, milestones, opt_args, compilation_cache, coordinator, num_pro
         click.echo(f"sharpness: lambda_max {final['lambda_max']:.4g}  trace {final['hessian_trace']:.4g} "
                    f"± {final['hessian_trace_stderr']:.2g}  expected {final['expected_sharpness']:.4g} "
                    f"± {final['expected_sharpness_stderr']:.2g} (sigma {final['sigma']:g})")
+    click.echo(f"wrote {out}/metrics.csv, metrics.json, checkpoint.json, manifest.json")
+
+
+def _train_lm(out, milestones, opt_args, settings, progress, log, quiet) -> None:
+    """``escape train --data ptb``: the LSTM language model."""
+    from .train import train_lm
+
+    settings = {k: v for k, v in settings.items() if not (k == "bf16" and v is False)}
+    image_only = sorted(set(settings) - {"data", "optimizer", "learning_rate", "epochs", "batch_size", "seed",
+                                         "weight_decay", "gamma", "data_dir", "bptt", "clip", "dropout", "embed",
+                                         "hidden", "sharpness"})
+    if image_only:
+        raise ValueError(f"train: --{image_only[0].replace('_', '-')} is for image data, not --data ptb")
+    settings = {k: v for k, v in settings.items() if k not in ("data", "sharpness")}
+    history = train_lm({**settings, "milestones": _milestones(milestones), "optimizer_args": _optimizer_args(opt_args)},
+                       out, progress=not quiet)
+    for row in history["epochs"][-3:]:
+        click.echo(f"epoch {row['epoch']:>3}  lr {row['lr']:.3g}  train loss {row['train_loss']:.4f}  "
+                   f"valid ppl {row['valid_ppl']:.2f}")
+    click.echo(f"test perplexity {history['final']['test_ppl']:.2f}")
     click.echo(f"wrote {out}/metrics.csv, metrics.json, checkpoint.json, manifest.json")
 
 

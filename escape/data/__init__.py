@@ -12,3 +12,4 @@ from ._batches import Batch as Batch, Batches as Batches
 from ._cifar import load_cifar10 as load_cifar10, load_cifar100 as load_cifar100
 from ._dataset import Dataset as Dataset, Split as Split
 from ._digits import load_digits as load_digits
+from ._ptb import batchify as batchify, bptt_windows as bptt_windows, Corpus as Corpus, load_ptb as load_ptb

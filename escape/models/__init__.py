@@ -14,3 +14,4 @@ from ._resnet import (
     small_resnet as small_resnet,
 )
 from ._vgg import VGG as VGG, vgg11 as vgg11, vgg13 as vgg13, vgg16 as vgg16, vgg19 as vgg19
+from ._lstm import LSTMLanguageModel as LSTMLanguageModel, lstm_parameter_count as lstm_parameter_count

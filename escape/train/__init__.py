@@ -23,6 +23,7 @@ from ._loop import (
 )
 from ._step import Pipeline as Pipeline, train_step as train_step, TrainState as TrainState
 from ._grid import GridResult as GridResult, train_grid as train_grid
+from ._lm import LMConfig as LMConfig, perplexity as perplexity, plot_perplexity as plot_perplexity, train_lm as train_lm
 from ._metrics import (
     EPOCH_COLUMNS as EPOCH_COLUMNS,
     History as History,
