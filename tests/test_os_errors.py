@@ -296,3 +296,23 @@ def test_damaged_table_is_rebuilt_from_the_cells(name, tmp_path, capsys, referen
     main(_run_args(out))
     _same_results(out, reference)
     assert _inodes(out) == cells
+
+
+@pytest.mark.parametrize("name, data, needle", [
+    ("checkpoint.json", b"\xff\xfe{", "checkpoint: cannot read"),       # not UTF-8
+    ("checkpoint.json", b"", "checkpoint: cannot read"),                # empty
+    ("metrics.json", b"", "History.load: cannot read"),                 # empty
+    ("metrics.json", b"\x80\x81", "History.load: cannot read"),         # not UTF-8
+])
+def test_damaged_training_run_files_are_one_line(name, data, needle, tmp_path, capsys):
+    """`escape train` into a run directory whose checkpoint record or metrics file is damaged: exit 2, one line
+    naming the file, nothing trained."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / name).write_bytes(data)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--out", str(out), "--epochs", "1", "--train-examples", "64", "--batch-size", "32",
+              "--no-sharpness", "--no-compilation-cache", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and needle in err and name in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == [name]

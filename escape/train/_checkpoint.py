@@ -89,8 +89,8 @@ def read_checkpoint_record(directory) -> dict | None:
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
         raise ValueError(f"checkpoint: cannot read {path} ({type(e).__name__}: {e}); delete it to start afresh") from None
     if not isinstance(record, dict) or record.get("format") != _FORMAT or "file" not in record:
         raise ValueError(f"checkpoint: {path} is not a checkpoint record of format {_FORMAT}; delete it to start afresh")
