@@ -1,10 +1,10 @@
-"""The whole suite in one pytest process per core and one more (`make test`): whole test files per shard (`--shard I/N` of
+"""The whole suite in one pytest process per core (`make test`): whole test files per shard (`--shard I/N` of
 conftest.py, balanced by the recorded seconds per file in tests/_durations.json), each shard with its own
 temporary directory, output lines prefixed by the shard, exit status the first failing shard's.
 
 Most of the suite's time is XLA compilation, which is single-threaded, beside computations that use every
-core: one shard per core plus one keeps both kinds busy (on 2 cores, 2 shards kept the CPUs 185 % busy and
-took 16 min 26 s against 21-24 min for one process). ``TEST_WORKERS=N`` sets the number of shards (1: plain
+core: one shard per core (on 2 cores, 2 shards kept the CPUs 185 % busy and took 16 min 26 s against 21-24 min
+for one process; 3 shards took longer, 17 min 16 s). ``TEST_WORKERS=N`` sets the number of shards (1: plain
 pytest); further arguments go to every pytest (``python tests/_parallel.py -x``).
 """
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str]) -> int:
     try:
-        workers = int(os.environ.get("TEST_WORKERS", str((os.cpu_count() or 1) + 1)))
+        workers = int(os.environ.get("TEST_WORKERS", str(os.cpu_count() or 1)))
     except ValueError:
         print(f"_parallel.py: TEST_WORKERS must be an integer, got {os.environ['TEST_WORKERS']!r}", file=sys.stderr)
         return 2
