@@ -5,10 +5,14 @@ temporary directory, output lines prefixed by the shard, exit status the first f
 Most of the suite's time is XLA compilation, which is single-threaded, beside computations that use every
 core: one shard per core (on 2 cores, 2 shards kept the CPUs 185 % busy and took 16 min 26 s against 21-24 min
 for one process; 3 shards took longer, 17 min 16 s). ``TEST_WORKERS=N`` sets the number of shards (1: plain
-pytest); further arguments go to every pytest (``python tests/_parallel.py -x``).
+pytest); further arguments go to every pytest (``python tests/_parallel.py -x``). The processes that the tests
+start share one persistent compilation cache in the run's temporary directory (conftest.py). With
+``TEST_DURATIONS=1`` a passing run writes its seconds per file to tests/_durations.json, the shards' balance.
 """
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,9 +33,12 @@ def main(argv: list[str]) -> int:
         return subprocess.call([sys.executable, "-m", "pytest", "-q", *argv], cwd=ROOT)
     start = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="escape-tests-"))
+    env = {**os.environ, "ESCAPE_TEST_COMPILATION_CACHE": str(base / "jax_cache")}
+    if os.environ.get("TEST_DURATIONS") == "1":
+        env["ESCAPE_TEST_DURATIONS"] = str(base / "durations")
     procs = [subprocess.Popen([sys.executable, "-m", "pytest", "-q", f"--shard={i}/{workers}",
                                f"--basetemp={base / f'shard{i}'}", "-p", "no:cacheprovider", *argv],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
              for i in range(workers)]
     lock = threading.Lock()
 
@@ -47,6 +54,14 @@ def main(argv: list[str]) -> int:
     codes = [p.wait() for p in procs]
     for t in threads:
         t.join()
+    shutil.rmtree(base / "jax_cache", ignore_errors=True)
+    if "ESCAPE_TEST_DURATIONS" in env and not any(codes):
+        seconds = {}
+        for part in sorted((base / "durations").glob("*.json")):
+            seconds.update(json.loads(part.read_text()))
+        (ROOT / "tests" / "_durations.json").write_text(
+            json.dumps({k: round(v, 1) for k, v in sorted(seconds.items())}, indent=1) + "\n")
+        print(f"wrote tests/_durations.json ({len(seconds)} files)")
     minutes, seconds = divmod(time.perf_counter() - start, 60)
     print(f"{workers} shards, exit codes {codes}; whole suite {int(minutes)} min {seconds:.0f} s wall")
     return next((c for c in codes if c != 0), 0)

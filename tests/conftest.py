@@ -3,13 +3,29 @@
 float32 stays the default; tests that need float64 use ``jax.enable_x64(True)`` locally.
 """
 
+import atexit
 import itertools
+import os
+import shutil
+import tempfile
 
 import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "standard")
+
+# The processes that tests start (CLI and experiment runs, several of them the same run) share one persistent
+# compilation cache: every shard's (tests/_parallel.py passes ESCAPE_TEST_COMPILATION_CACHE), else this session's.
+# Set after `import jax`, so the test processes themselves compile in memory only (a cache there cost more than it
+# saved: their programs rarely repeat).
+if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    _cache = os.environ.get("ESCAPE_TEST_COMPILATION_CACHE")
+    if not _cache:
+        _cache = tempfile.mkdtemp(prefix="escape-test-jax-cache-")
+        atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 
 @pytest.fixture
@@ -63,3 +79,25 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     items[:] = keep
+
+
+# ------------------------------------------------------------------------------ recorded seconds per file
+
+_FILE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    name = report.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    _FILE_SECONDS[name] = _FILE_SECONDS.get(name, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    """With ``ESCAPE_TEST_DURATIONS=DIR`` (``TEST_DURATIONS=1 make test``), this process's seconds per test file
+    (setup, call and teardown) go to ``DIR/<pid>.json``; tests/_parallel.py merges them into _durations.json."""
+    import json
+    from pathlib import Path
+
+    where = os.environ.get("ESCAPE_TEST_DURATIONS")
+    if where and _FILE_SECONDS:
+        Path(where).mkdir(parents=True, exist_ok=True)
+        (Path(where) / f"{os.getpid()}.json").write_text(json.dumps(_FILE_SECONDS))

@@ -209,11 +209,15 @@ def test_valley_arrival_is_the_first_passage():
 @pytest.mark.parametrize("name, hyper", [("sgd", {"learning_rate": 1.234e-3}), ("adai", {"learning_rate": 1.234e-3, "beta0": 0.2})])
 def test_equal_registry_optimizer_built_again_compiles_nothing(name, hyper):
     # A loop over seeds that rebuilds its optimizer inline: the second call must reuse the compiled chunk.
+    # A program counts when XLA compiles it or when it comes out of a persistent compilation cache (where
+    # JAX_COMPILATION_CACHE_DIR is set): either way it was traced and lowered afresh.
     compiles = []
     listener = lambda event, duration, **kw: compiles.append(event) if "backend_compile" in event else None  # noqa: E731
+    hit = lambda event, **kw: compiles.append(event) if event.endswith("/cache_hits") else None  # noqa: E731
     st = StyblinskiTang(dim=3, sharpness=1.5, n_data="fresh")
     kw = dict(batch_size=1, n_particles=16, max_steps=40, chunk_size=16)
     jax.monitoring.register_event_duration_secs_listener(listener)
+    jax.monitoring.register_event_listener(hit)
     try:
         first = escape_times(st, make_optimizer(name, **hyper), key=jax.random.key(0), **kw)
         n_first = len(compiles)
@@ -223,6 +227,7 @@ def test_equal_registry_optimizer_built_again_compiles_nothing(name, hyper):
         n_other = len(compiles) - n_first - n_again
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+        jax.monitoring.unregister_event_listener(hit)
     assert n_first > 0 and n_again == 0  # the listener sees compilations, and the second call has none
     assert n_other > 0  # another learning rate is another optimizer (the rate is a compiled constant)
     assert not np.array_equal(first.final, again.final) and not np.array_equal(again.final, other.final)

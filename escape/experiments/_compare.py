@@ -36,6 +36,7 @@ from ._schema import (
     Number,
     REQUIRED,
     Schema,
+    schema_on_first_use,
     Section,
     String,
     Table,
@@ -154,16 +155,22 @@ def _schema() -> Schema:
     )
 
 
-@functools.cache
-def _cached_schema() -> Schema:
-    return _schema()
+__getattr__ = schema_on_first_use(_schema, __name__)
 
 
-def __getattr__(name: str):
-    # SCHEMA is built on first use: it reads escape.train, which imports this package (a cycle at import).
-    if name == "SCHEMA":
-        return _cached_schema()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_DATASET: dict = {}
+
+
+def dataset_of(cfg) -> "object":
+    """The data set of a [`escape.train.TrainConfig`][], loaded once for the runs that share it (the last one
+    asked for is kept): compare's runs and the robustness grid's rows."""
+    from ..train import load_dataset
+
+    key = (cfg.data, cfg.data_dir, cfg.train_examples, cfg.test_examples)
+    if key not in _DATASET:
+        _DATASET.clear()
+        _DATASET[key] = load_dataset(cfg)
+    return _DATASET[key]
 
 
 def run_configs(config: dict) -> dict[tuple[str, int], "object"]:
@@ -205,7 +212,7 @@ def _load_history(path: Path) -> dict | None:
 
 def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
     """Run (or resume) every (optimizer, seed) run of a resolved config, then write the tables and the figure."""
-    from ..train import load_dataset, train, use_compilation_cache
+    from ..train import train, use_compilation_cache
 
     runs = run_configs(config)
     out = prepare_run_dir(out, config)
@@ -213,18 +220,14 @@ def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:
         use_compilation_cache(out / ".jax_cache")
     start = time.perf_counter()
     done = {k for k in runs if (_load_history(_run_dir(out, *k)) or {}).get("complete")}
-    datasets = {}
     console = Console(progress, len(runs), done=len(done), unit="run", where=out)
     try:
         for (label, seed), cfg in runs.items():
             if (label, seed) in done:
                 continue
             console.begin(f"{label} seed {seed}")
-            data_key = (cfg.data, cfg.data_dir, cfg.train_examples, cfg.test_examples)
-            if data_key not in datasets:
-                datasets[data_key] = load_dataset(cfg)
             # Inner progress: the step bar in "bar" mode, one line per epoch in "log" mode.
-            history = train(cfg, _run_dir(out, label, seed), progress=progress, dataset=datasets[data_key])
+            history = train(cfg, _run_dir(out, label, seed), progress=progress, dataset=dataset_of(cfg))
             write_results(config, out)
             final = history.final or {}
             console.done(f"{label} seed {seed}: test acc {final.get('test_acc', float('nan')):.4f}, "

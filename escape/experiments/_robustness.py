@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._compare import _check_label, _optimizer_keys, _train_fields, _train_name
+from ._compare import _check_label, _optimizer_keys, _train_fields, _train_name, dataset_of
 from ._cells import run_cells
 from ._config import ConfigError
 from ._io import atomic_write_text, finished_cells, read_table
-from ._schema import Integer, Key, ListOf, Name, Number, REQUIRED, Schema, Section, Table
+from ._schema import Integer, Key, ListOf, Name, Number, REQUIRED, Schema, schema_on_first_use, Section, Table
 
 # The TrainConfig fields a grid run uses (no curvature is measured; one device per cell shard).
 _RUN_FIELDS = ("data", "data_dir", "model", "width", "epochs", "batch_size", "milestones", "gamma", "bf16",
@@ -64,17 +64,7 @@ def _schema() -> Schema:
     )
 
 
-_SCHEMA = None
-
-
-def __getattr__(name: str):
-    # Built on first use, as compare's: it reads escape.train, which imports this package.
-    global _SCHEMA
-    if name == "SCHEMA":
-        if _SCHEMA is None:
-            _SCHEMA = _schema()
-        return _SCHEMA
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = schema_on_first_use(_schema, __name__)  # as compare's: it reads escape.train
 
 
 def _base_config(config: dict, label: str):
@@ -110,24 +100,11 @@ def run_cell(config: dict, name: str) -> dict:
     spec, base = config["optimizers"][label], _base_config(config, label)
     seeds, wds = np.meshgrid(np.asarray(config["seeds"]), np.asarray(spec["weight_decays"], float), indexing="ij")
     lr = np.full(seeds.size, spec["learning_rates"][int(index)])
-    out = train_grid(base, lr, wds.ravel(), seeds.ravel(), dataset=_dataset(base))
+    out = train_grid(base, lr, wds.ravel(), seeds.ravel(), dataset=dataset_of(base))
     shape = seeds.shape  # (seeds, weight decays)
     return {"test_error": 1.0 - out.test_acc.reshape(shape), "test_loss": out.test_loss.reshape(shape),
             "train_loss": out.train_loss[:, -1].reshape(shape), "train_eval_loss": out.train_eval_loss.reshape(shape),
             "train_eval_error": 1.0 - out.train_eval_acc.reshape(shape), "diverged": out.diverged.reshape(shape)}
-
-
-_DATASETS = {}
-
-
-def _dataset(cfg):
-    from ..train import load_dataset
-
-    key = (cfg.data, cfg.data_dir, cfg.train_examples, cfg.test_examples)
-    if key not in _DATASETS:
-        _DATASETS.clear()
-        _DATASETS[key] = load_dataset(cfg)
-    return _DATASETS[key]
 
 
 def run(config: dict, out: Path, *, progress: str = "bar") -> pd.DataFrame:

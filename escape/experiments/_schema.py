@@ -19,6 +19,7 @@ that return the value, normalised, or raise a [`ConfigError`][escape.experiments
 
 import copy
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -473,3 +474,16 @@ def parts_section(parts: tuple[str, ...]) -> "OptionalSection":
     return OptionalSection({
         "parts": Key(ListOf(String(parts), "parts", distinct=True), list(parts), "what to run"),
     }, "Which parts run.")
+
+
+def schema_on_first_use(build: Callable[[], "Schema"], module: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that builds the kind's ``SCHEMA`` with ``build`` on first use, once: for a kind
+    whose schema reads `escape.train`, which imports the experiments package (a cycle at import time)."""
+    cached = functools.cache(build)
+
+    def __getattr__(name: str):
+        if name == "SCHEMA":
+            return cached()
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__

@@ -35,6 +35,39 @@ def _is_real(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _fail(config, field: str, what: str):
+    _raise(f"train: {field} must be {what}, got {getattr(config, field)!r}")
+
+
+def _check_ints(config, fields, low: int) -> None:
+    """Each of ``fields`` of ``config`` an integer >= ``low`` (the one-line error of every training config)."""
+    for field in fields:
+        if not _is_int(getattr(config, field)) or getattr(config, field) < low:
+            _fail(config, field, f"an integer >= {low}")
+
+
+def _check_reals(config, fields, *, zero: bool = False) -> None:
+    """Each of ``fields`` a finite number > 0 (>= 0 with ``zero``)."""
+    for field in fields:
+        value = getattr(config, field)
+        if not _is_real(value) or not (value >= 0 if zero else value > 0):
+            _fail(config, field, "a number >= 0" if zero else "a number > 0")
+
+
+def _checked_milestones(config) -> tuple[int, ...]:
+    """``config.milestones`` as a tuple of increasing epochs in 1..epochs-1."""
+    milestones = config.milestones
+    if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
+        _fail(config, "milestones", "a sequence of epochs")
+    milestones = tuple(milestones)
+    if not all(_is_int(m) for m in milestones) or any(b <= a for a, b in zip(milestones, milestones[1:])):
+        _fail(config, "milestones", "increasing integers")
+    if milestones and not (milestones[0] >= 1 and milestones[-1] <= config.epochs - 1):
+        _raise(f"train: milestones must lie in 1..epochs-1 = 1..{config.epochs - 1} (a milestone at or after the "
+               f"last epoch never applies), got {list(milestones)}")
+    return tuple(int(m) for m in milestones)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run (and nothing about where it is written).
@@ -116,47 +149,30 @@ class TrainConfig:
     sharpness_samples: int = 16
 
     def __post_init__(self):
-        fail = lambda field, what: _raise(f"train: {field} must be {what}, got {getattr(self, field)!r}")
+        fail = lambda field, what: _fail(self, field, what)  # noqa: E731
         if self.data not in DATASETS:
             fail("data", f"one of {', '.join(DATASETS)}")
         if self.model is not None and self.model not in MODELS:
             fail("model", f"one of {', '.join(MODELS)}")
         if self.data != "digits" and not self.data_dir:
             _raise(f"train: data {self.data!r} needs data_dir (--data-dir), a directory with the CIFAR python files")
-        for field in ("epochs", "batch_size", "eval_batch_size", "lanczos_iters"):
-            if not _is_int(getattr(self, field)) or getattr(self, field) < 1:
-                fail(field, "an integer >= 1")
+        _check_ints(self, ("epochs", "batch_size", "eval_batch_size", "lanczos_iters"), 1)
         if not _is_int(self.top_eigenvalues) or not 1 <= self.top_eigenvalues <= self.lanczos_iters:
             fail("top_eigenvalues", f"an integer in [1, lanczos_iters = {self.lanczos_iters}]")
-        for field in ("hutchinson_samples", "sharpness_samples"):
-            if not _is_int(getattr(self, field)) or getattr(self, field) < 2:
-                fail(field, "an integer >= 2")
+        _check_ints(self, ("hutchinson_samples", "sharpness_samples"), 2)
         for field in ("width", "train_examples", "test_examples", "devices", "sharpness_examples"):
             value = getattr(self, field)
             if value is not None and (not _is_int(value) or value < 1):
                 fail(field, "None or an integer >= 1")
-        if not _is_int(self.seed) or self.seed < 0:
-            fail("seed", "an integer >= 0")
-        for field in ("learning_rate", "gamma", "sharpness_sigma"):
-            if not _is_real(getattr(self, field)) or not getattr(self, field) > 0:
-                fail(field, "a number > 0")
-        if not _is_real(self.weight_decay) or self.weight_decay < 0:
-            fail("weight_decay", "a number >= 0")
+        _check_ints(self, ("seed",), 0)
+        _check_reals(self, ("learning_rate", "gamma", "sharpness_sigma"))
+        _check_reals(self, ("weight_decay",), zero=True)
         for field in ("bf16", "sharpness"):
             if not isinstance(getattr(self, field), bool):
                 fail(field, "True or False")
         if self.augment is not None and not isinstance(self.augment, bool):
             fail("augment", "None, True or False")
-        milestones = self.milestones
-        if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
-            fail("milestones", "a sequence of epochs")
-        milestones = tuple(milestones)
-        if not all(_is_int(m) for m in milestones) or any(b <= a for a, b in zip(milestones, milestones[1:])):
-            fail("milestones", "increasing integers")
-        if milestones and not (milestones[0] >= 1 and milestones[-1] <= self.epochs - 1):
-            _raise(f"train: milestones must lie in 1..epochs-1 = 1..{self.epochs - 1} (a milestone at or after the "
-                   f"last epoch never applies), got {list(milestones)}")
-        object.__setattr__(self, "milestones", tuple(int(m) for m in milestones))
+        object.__setattr__(self, "milestones", _checked_milestones(self))
         if not isinstance(self.optimizer_args, Mapping):
             fail("optimizer_args", "a mapping of hyperparameter names to values")
         object.__setattr__(self, "optimizer_args", dict(self.optimizer_args))

@@ -25,6 +25,7 @@ from .. import data as _data
 from ..experiments._io import atomic_write_json, atomic_write_text, manifest
 from ..models import count_parameters, LSTMLanguageModel
 from ._checkpoint import checkpoint_from_bytes, read_checkpoint_files, save_checkpoint
+from ._config import _check_ints, _check_reals, _checked_milestones, _fail, _is_real
 from ._optimizers import _factory, learning_rate_schedule, make_train_optimizer
 
 LM_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_ppl", "valid_loss", "valid_ppl", "time", "elapsed")
@@ -67,25 +68,13 @@ class LMConfig:
     seed: int = 0
 
     def __post_init__(self):
-        ints = {"epochs": 1, "batch_size": 1, "eval_batch_size": 1, "bptt": 1, "embed": 1, "hidden": 1,
-                "layers": 1, "seed": 0}
-        for name, low in ints.items():
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise ValueError(f"train: {name} must be an integer >= {low}, got {v!r}")
-        for name in ("learning_rate", "clip", "gamma"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ValueError(f"train: {name} must be a number > 0, got {v!r}")
-        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
-                or not self.weight_decay >= 0:
-            raise ValueError(f"train: weight_decay must be a number >= 0, got {self.weight_decay!r}")
-        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"train: dropout must be in [0, 1), got {self.dropout!r}")
-        ms = tuple(self.milestones)
-        if any(not isinstance(m, int) or not 1 <= m < self.epochs for m in ms) or list(ms) != sorted(set(ms)):
-            raise ValueError(f"train: milestones must be increasing epochs in 1..{self.epochs - 1}, got {list(ms)}")
-        object.__setattr__(self, "milestones", ms)
+        _check_ints(self, ("epochs", "batch_size", "eval_batch_size", "bptt", "embed", "hidden", "layers"), 1)
+        _check_ints(self, ("seed",), 0)
+        _check_reals(self, ("learning_rate", "clip", "gamma"))
+        _check_reals(self, ("weight_decay",), zero=True)
+        if not _is_real(self.dropout) or not 0 <= self.dropout < 1:
+            _fail(self, "dropout", "in [0, 1)")
+        object.__setattr__(self, "milestones", _checked_milestones(self))
         object.__setattr__(self, "optimizer", _factory(self.optimizer)[0])
         make_train_optimizer(self.optimizer, self.learning_rate, self.weight_decay, **self.optimizer_args)
 
