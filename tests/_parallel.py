@@ -3,8 +3,8 @@ conftest.py, balanced by the recorded seconds per file in tests/_durations.json)
 temporary directory, output lines prefixed by the shard, exit status the first failing shard's.
 
 Most of the suite's time is XLA compilation, which is single-threaded, beside computations that use every
-core: one shard per core (on 2 cores, 2 shards kept the CPUs 185 % busy and took 16 min 26 s against 21-24 min
-for one process; 3 shards took longer, 17 min 16 s). ``TEST_WORKERS=N`` sets the number of shards (1: plain
+core: one shard per core (on 2 AVX2 cores, 2 shards kept the CPUs 185 % busy and took 16 min 26 s against 21-24
+min for one process; 3 shards took longer, 17 min 16 s). ``TEST_WORKERS=N`` sets the number of shards (1: plain
 pytest); further arguments go to every pytest (``python tests/_parallel.py -x``). The processes that the tests
 start share one persistent compilation cache in the run's temporary directory (conftest.py). With
 ``TEST_DURATIONS=1`` a passing run writes its seconds per file to tests/_durations.json, the shards' balance.

@@ -18,6 +18,8 @@ from escape.simulate import escape_times
 from escape.stats import censored_rate
 from escape.theory import eyring_kramers_time, mean_first_passage_1d
 
+XLA_OPTIMISED = True  # bound by running, not compiling (conftest.py)
+
 
 def test_deterministic_first_passage_step_is_exact():
     # L = -theta^2/2 (h = -1), negligible noise: theta_t = theta_0 (1 + eta)^t, escape once |theta| > 1.

@@ -10,6 +10,8 @@ import pytest
 
 from escape.optim import adai, make_optimizer, momentum, OPTIMIZERS, optimizer_names
 
+XLA_OPTIMISED = True  # bound by running, not compiling (conftest.py)
+
 NAMES = ("adabelief", "adabound", "adai", "adaiv2", "adaiw", "adam", "adamw", "amsgrad", "momentum", "momentum-ema",
          "padam", "radam", "rmsprop", "sgd", "yogi")
 

@@ -9,6 +9,8 @@ from scipy import special, stats
 
 from escape import _random
 
+XLA_OPTIMISED = True  # bound by running, not compiling (conftest.py)
+
 
 def test_unrolled_threefry_is_bit_identical_to_jax():
     rng = np.random.default_rng(0)
