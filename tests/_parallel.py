@@ -35,8 +35,9 @@ def main(argv: list[str]) -> int:
     base = Path(tempfile.mkdtemp(prefix="escape-tests-"))
     env = {**os.environ, "ESCAPE_TEST_COMPILATION_CACHE": str(base / "jax_cache")}
     # Each program's machine code in one piece: XLA would split it into parts compiled on a thread pool, which
-    # with one shard per core only adds work (2 cores: 6 min 31 s against 6 min 38-41 s; test_modified alone
-    # 55 s -> 52 s). XLA reads its flags at the first computation; the processes the tests start inherit it.
+    # with one shard per core only competes with the other shards (2 cores: test_modified alone 55 s -> 52 s,
+    # test_engine + test_random 33 s -> 30 s; the whole suite 6 min 31 s and 6 min 43 s against 6 min 38-41 s,
+    # within its noise). XLA reads its flags at the first computation; the processes the tests start inherit it.
     if "xla_cpu_parallel_codegen_split_count" not in env.get("XLA_FLAGS", ""):
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_parallel_codegen_split_count=1".strip()
     if os.environ.get("TEST_DURATIONS") == "1":
