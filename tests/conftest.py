@@ -35,6 +35,7 @@ def _xla_level(request):
     else:
         yield
 
+
 # The processes that tests start (CLI and experiment runs, several of them the same run) share one persistent
 # compilation cache: every shard's (tests/_parallel.py passes ESCAPE_TEST_COMPILATION_CACHE), else this session's.
 # Set after `import jax`, so the test processes themselves compile in memory only (a cache there cost more than it
